@@ -1,0 +1,94 @@
+"""sqla_repo: mixins, a generic async repository and a safe filter language for SQLAlchemy 2.x."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from sqla_repo._uuid7 import uuid7
+from sqla_repo.base import (
+    NAMING_CONVENTION,
+    AuditedBase,
+    Base,
+    TimestampedBase,
+    UUIDTimestampedBase,
+)
+from sqla_repo.context import (
+    actor,
+    all_tenants,
+    current_actor,
+    current_tenant,
+    install,
+    set_actor,
+    set_tenant,
+    tenant,
+)
+from sqla_repo.exceptions import (
+    CheckViolationError,
+    ConcurrencyError,
+    ConfigurationError,
+    ConflictError,
+    ForeignKeyViolationError,
+    InvalidFilterError,
+    MultipleResultsFoundError,
+    NotFoundError,
+    NotNullViolationError,
+    RepositoryError,
+    TenantMismatchError,
+    TenantRequiredError,
+    UniqueViolationError,
+)
+from sqla_repo.mixins import (
+    AuditColumnsMixin,
+    IntegerPKMixin,
+    SoftDeleteMixin,
+    TenantMixin,
+    TimestampMixin,
+    UUIDPKMixin,
+    UUIDv7PKMixin,
+    VersionMixin,
+)
+from sqla_repo.types import NaiveDatetimeError, UTCDateTime
+
+try:
+    __version__ = version("sqla_repo")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "AuditColumnsMixin",
+    "AuditedBase",
+    "Base",
+    "CheckViolationError",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "ConflictError",
+    "ForeignKeyViolationError",
+    "IntegerPKMixin",
+    "InvalidFilterError",
+    "MultipleResultsFoundError",
+    "NaiveDatetimeError",
+    "NotFoundError",
+    "NotNullViolationError",
+    "RepositoryError",
+    "SoftDeleteMixin",
+    "TenantMismatchError",
+    "TenantMixin",
+    "TenantRequiredError",
+    "TimestampMixin",
+    "TimestampedBase",
+    "UTCDateTime",
+    "UUIDPKMixin",
+    "UUIDTimestampedBase",
+    "UUIDv7PKMixin",
+    "UniqueViolationError",
+    "VersionMixin",
+    "__version__",
+    "actor",
+    "all_tenants",
+    "current_actor",
+    "current_tenant",
+    "install",
+    "set_actor",
+    "set_tenant",
+    "tenant",
+    "uuid7",
+]

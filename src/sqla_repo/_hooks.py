@@ -1,0 +1,136 @@
+"""Session hooks behind soft delete and tenant scoping.
+
+One mechanism serves both: a ``do_orm_execute`` listener adds
+:func:`~sqlalchemy.orm.with_loader_criteria` options to ORM SELECT, UPDATE and DELETE
+statements, so the criteria reach every place the entity appears (top-level FROM,
+joins' ON clauses, relationship loads, ``any()``/``has()``, aliases). A
+``before_flush`` listener checks the tenant of rows written through the unit of work.
+
+The listeners are registered once, on the ``Session`` class, the first time a model
+using ``SoftDeleteMixin`` or ``TenantMixin`` is declared; until then they cost nothing.
+Per-request values (the tenant id) are closure variables of the criteria lambda, which
+SQLAlchemy turns into bound parameters, so the cached SQL is shared across tenants.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event, false
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, with_loader_criteria
+
+from sqla_repo.context import tenant_scope
+from sqla_repo.exceptions import TenantMismatchError, TenantRequiredError
+from sqla_repo.mixins.soft_delete import SoftDeleteMixin
+from sqla_repo.mixins.tenant import TenantMixin
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = ["INCLUDE_DELETED", "register"]
+
+INCLUDE_DELETED = "include_deleted"
+"""The execution option that lifts the soft-delete criteria for one statement."""
+
+_lock = threading.Lock()
+_enabled = {"soft_delete": False, "tenant": False, "listeners": False}
+
+_NOT_DELETED = with_loader_criteria(
+    SoftDeleteMixin,
+    lambda cls: cls.deleted_at.is_(None),
+    include_aliases=True,
+)
+# No tenant set and not all_tenants(): a tenant entity reached only through a join or a
+# relationship load matches nothing. Top-level use is refused outright instead.
+_NO_TENANT = with_loader_criteria(TenantMixin, lambda _cls: false(), include_aliases=True)
+
+
+def register(*, soft_delete: bool = False, tenant: bool = False) -> None:
+    """Enable the hooks for the given mixins, registering the listeners once."""
+    with _lock:
+        _enabled["soft_delete"] |= soft_delete
+        _enabled["tenant"] |= tenant
+        if not _enabled["listeners"]:
+            event.listen(Session, "do_orm_execute", _on_execute)
+            event.listen(Session, "before_flush", _on_before_flush)
+            _enabled["listeners"] = True
+
+
+def _tenant_mapper(mappers: Iterable[Any]) -> type[Any] | None:
+    for mapper in mappers:
+        if issubclass(mapper.class_, TenantMixin):
+            return mapper.class_  # type: ignore[no-any-return]
+    return None
+
+
+def _on_execute(state: ORMExecuteState) -> None:
+    # Column loads refresh attributes of an object already loaded (expired attributes,
+    # session.refresh): the identity is known, so filtering could only break them.
+    if state.is_column_load:
+        return
+    is_insert = state.is_insert
+    if not (state.is_select or state.is_update or state.is_delete or is_insert):
+        return
+    options: list[Any] = []
+    if (
+        _enabled["soft_delete"]
+        and not is_insert
+        and not state.execution_options.get(INCLUDE_DELETED, False)
+    ):
+        options.append(_NOT_DELETED)
+    if _enabled["tenant"]:
+        scope = tenant_scope()
+        if not scope.all_tenants:
+            if scope.tenant is None:
+                model = _tenant_mapper(state.all_mappers)
+                if model is not None:
+                    raise TenantRequiredError(model=model)
+                options.append(_NO_TENANT)
+            elif not is_insert:
+                tenant_id = scope.tenant
+                options.append(
+                    with_loader_criteria(
+                        TenantMixin,
+                        lambda cls: cls.tenant_id == tenant_id,
+                        include_aliases=True,
+                    )
+                )
+            else:
+                _check_insert_parameters(state, scope.tenant)
+    if options and not is_insert:
+        state.statement = state.statement.options(*options)
+
+
+def _check_insert_parameters(state: ORMExecuteState, tenant_id: str) -> None:
+    model = _tenant_mapper(state.all_mappers)
+    if model is None:
+        return
+    params = state.parameters
+    rows: Iterable[Any] = params if isinstance(params, list) else [params or {}]
+    for row in rows:
+        value = row.get("tenant_id")
+        if value is not None and value != tenant_id:
+            raise TenantMismatchError(model=model)
+
+
+def _on_before_flush(session: Session, _ctx: UOWTransaction, _instances: object) -> None:
+    if not _enabled["tenant"]:
+        return
+    scope = tenant_scope()
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        if not isinstance(obj, TenantMixin):
+            continue
+        model = type(obj)
+        if scope.all_tenants:
+            if obj.tenant_id is None:
+                raise TenantRequiredError(
+                    "Rows written inside all_tenants() need an explicit tenant_id.", model=model
+                )
+            continue
+        if scope.tenant is None:
+            raise TenantRequiredError(model=model)
+        if obj.tenant_id is None:
+            obj.tenant_id = scope.tenant
+        elif obj.tenant_id != scope.tenant:
+            raise TenantMismatchError(model=model)

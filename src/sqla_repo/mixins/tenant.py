@@ -1,0 +1,39 @@
+"""Tenant scoping: ``tenant_id`` plus deny-by-default statement criteria."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from sqla_repo.context import current_tenant
+
+__all__ = ["TenantMixin"]
+
+
+def _tenant() -> str | None:
+    return current_tenant()
+
+
+class TenantMixin:
+    """A ``tenant_id`` column and automatic scoping to the current tenant.
+
+    With a tenant set by [`tenant()`][sqla_repo.context.tenant], every ORM SELECT,
+    UPDATE and DELETE on the model is restricted to that tenant's rows and new rows are
+    stamped with it; writing a row whose ``tenant_id`` is another tenant's raises
+    [`TenantMismatchError`][sqla_repo.exceptions.TenantMismatchError]. With no tenant set,
+    statements on the model raise [`TenantRequiredError`][sqla_repo.exceptions.TenantRequiredError]
+    unless they run inside [`all_tenants()`][sqla_repo.context.all_tenants].
+    """
+
+    tenant_id: Mapped[str] = mapped_column(
+        String(64), default=_tenant, nullable=False, index=True, sort_order=-50
+    )
+    """The owning tenant."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        from sqla_repo._hooks import register  # noqa: PLC0415 - import cycle
+
+        register(tenant=True)
+        super().__init_subclass__(**kwargs)

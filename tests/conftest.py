@@ -1,0 +1,126 @@
+"""Fixtures: every integration test runs on SQLite, PostgreSQL and MariaDB.
+
+A backend that cannot be reached fails the run, naming it. Narrow the run explicitly
+with ``--backend sqlite`` (repeatable); CI never does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+import backends
+from models import METADATAS
+
+_SELECTED: list[str] = []
+_CREATED: dict[str, backends.Backend] = {}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        action="append",
+        choices=backends.BACKENDS,
+        help="run integration tests on this backend only (repeatable; default: all three)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _SELECTED[:] = config.getoption("--backend") or list(backends.BACKENDS)
+    failures = []
+    for name in _SELECTED:
+        try:
+            _CREATED[name] = backends.create(name)
+        except Exception as exc:  # noqa: BLE001 - reported below, run aborted
+            url = backends.env_url(name) if name != "sqlite" else "sqlite"
+            failures.append(f"  {name} ({url}): {type(exc).__name__}: {exc}")
+    if failures:
+        for backend in _CREATED.values():
+            backends.drop(backend)
+        msg = "backend unreachable; start it or narrow the run with --backend:\n" + "\n".join(
+            failures
+        )
+        raise pytest.UsageError(msg)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for backend in _CREATED.values():
+        backends.drop(backend)
+    _CREATED.clear()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return "backends: " + ", ".join(
+        f"{b.name} ({b.url.render_as_string()})" for b in _CREATED.values()
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize(
+            "backend",
+            [pytest.param(name, marks=getattr(pytest.mark, name), id=name) for name in _SELECTED],
+            indirect=True,
+            scope="session",
+        )
+
+
+@pytest.fixture(scope="session")
+def backend(request: pytest.FixtureRequest) -> backends.Backend:
+    return _CREATED[request.param]
+
+
+@pytest.fixture
+def requires(backend: backends.Backend):
+    """Skip the calling test where the backend lacks a capability (never for CI gaps)."""
+
+    def check(*capabilities: str) -> None:
+        missing = set(capabilities) - backend.capabilities
+        if missing:
+            pytest.skip(f"{backend.name} lacks {', '.join(sorted(missing))}")
+
+    return check
+
+
+@pytest_asyncio.fixture(scope="session")
+async def engine(backend: backends.Backend) -> AsyncIterator[AsyncEngine]:
+    engine = backend.engine()
+    async with engine.begin() as conn:
+        for metadata in METADATAS:
+            await conn.run_sync(metadata.drop_all)
+            await conn.run_sync(metadata.create_all)
+    yield engine
+    async with engine.begin() as conn:
+        for metadata in METADATAS:
+            await conn.run_sync(metadata.drop_all)
+    await engine.dispose()
+
+
+@pytest_asyncio.fixture
+async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """A session inside an outer transaction that is rolled back after the test."""
+    async with engine.connect() as conn:
+        outer = await conn.begin()
+        session = AsyncSession(
+            bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
+        try:
+            yield session
+        finally:
+            await session.close()
+            if outer.is_active:
+                await outer.rollback()
+
+
+@pytest_asyncio.fixture
+async def sessionmaker(engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions that really commit (for tests across connections); tables are emptied after."""
+    yield async_sessionmaker(engine, expire_on_commit=False)
+    async with engine.begin() as conn:
+        for metadata in METADATAS:
+            for table in reversed(metadata.sorted_tables):
+                await conn.execute(delete(table))

@@ -1,0 +1,136 @@
+"""Models used across the test suite, on ``sqla_repo.Base`` and on a user's own base."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from decimal import Decimal
+
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    UniqueConstraint,
+    CheckConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from sqla_repo import (
+    AuditColumnsMixin,
+    AuditedBase,
+    Base,
+    IntegerPKMixin,
+    SoftDeleteMixin,
+    TenantMixin,
+    TimestampMixin,
+    UUIDPKMixin,
+    UUIDv7PKMixin,
+    VersionMixin,
+)
+
+
+class Status(enum.Enum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+post_tags = Table(
+    "post_tags",
+    Base.metadata,
+    Column("post_id", ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class User(AuditedBase, SoftDeleteMixin):
+    __tablename__ = "users"
+
+    email: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    username: Mapped[str | None] = mapped_column(String(50), unique=True, default=None)
+    age: Mapped[int | None] = mapped_column(default=None)
+    score: Mapped[float | None] = mapped_column(default=None)
+    balance: Mapped[Decimal | None] = mapped_column(Numeric(12, 2), default=None)
+    is_active: Mapped[bool] = mapped_column(default=True)
+    is_superuser: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[Status] = mapped_column(default=Status.ACTIVE)
+    birthday: Mapped[dt.date | None] = mapped_column(default=None)
+    external_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+
+    posts: Mapped[list[Post]] = relationship(back_populates="author", lazy="raise")
+
+
+class Post(IntegerPKMixin, TimestampMixin, SoftDeleteMixin, Base):
+    __tablename__ = "posts"
+
+    title: Mapped[str] = mapped_column(String(200))
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    author: Mapped[User | None] = relationship(back_populates="posts", lazy="raise")
+    tags: Mapped[list[Tag]] = relationship(secondary=post_tags, lazy="raise")
+
+
+class Tag(IntegerPKMixin, SoftDeleteMixin, Base):
+    __tablename__ = "tags"
+
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+
+
+class Product(IntegerPKMixin, Base):
+    """No mixins beyond the key: the hooks must leave it alone."""
+
+    __tablename__ = "products"
+    __table_args__ = (CheckConstraint("price >= 0", name="price_non_negative"),)
+
+    sku: Mapped[str] = mapped_column(String(50), unique=True)
+    price: Mapped[Decimal] = mapped_column(Numeric(10, 2), default=Decimal(0))
+
+
+class Document(UUIDv7PKMixin, TenantMixin, VersionMixin, TimestampMixin, AuditColumnsMixin, Base):
+    __tablename__ = "documents"
+    __table_args__ = (UniqueConstraint("tenant_id", "slug"),)
+
+    slug: Mapped[str] = mapped_column(String(100))
+    body: Mapped[str] = mapped_column(String(1000), default="")
+    notes: Mapped[list[Note]] = relationship(back_populates="document", lazy="raise")
+
+
+class Note(IntegerPKMixin, TenantMixin, SoftDeleteMixin, Base):
+    __tablename__ = "notes"
+
+    document_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("documents.id"))
+    text: Mapped[str] = mapped_column(String(200))
+    document: Mapped[Document] = relationship(back_populates="notes", lazy="raise")
+
+
+class Ticket(UUIDPKMixin, VersionMixin, TimestampMixin, Base):
+    __tablename__ = "tickets"
+
+    title: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(20), default="open")
+
+
+class OwnBase(DeclarativeBase):
+    """A user's own declarative base, without sqla_repo's naming convention."""
+
+    metadata = MetaData()
+
+
+class Widget(
+    UUIDv7PKMixin, TimestampMixin, AuditColumnsMixin, SoftDeleteMixin, VersionMixin, OwnBase
+):
+    __tablename__ = "widgets"
+
+    name: Mapped[str] = mapped_column(String(50))
+
+
+class Gadget(IntegerPKMixin, TenantMixin, OwnBase):
+    __tablename__ = "gadgets"
+
+    name: Mapped[str] = mapped_column(String(50))
+
+
+METADATAS = (Base.metadata, OwnBase.metadata)
