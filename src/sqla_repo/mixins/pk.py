@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import BigInteger, Integer, Uuid, event
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, configure_mappers, mapped_column
 
 from sqla_repo._uuid7 import uuid7
 
@@ -60,6 +60,9 @@ def _assign_on_init(factory: Any) -> Any:  # noqa: ANN401 - an event handler
     def assign(target: Any, args: Any, kwargs: dict[str, Any]) -> None:  # noqa: ANN401, ARG001
         if kwargs.get("id") is None:
             kwargs.pop("id", None)
+            # "init" can fire before the mapper's own first-use configuration.
+            if not target.__mapper__.configured:
+                configure_mappers()
             target.id = factory()
 
     return assign
