@@ -8,6 +8,7 @@ import uuid
 from decimal import Decimal
 
 from sqlalchemy import (
+    CheckConstraint,
     Column,
     ForeignKey,
     MetaData,
@@ -15,7 +16,6 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
-    CheckConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 

@@ -122,15 +122,16 @@ def _on_before_flush(session: Session, _ctx: UOWTransaction, _instances: object)
         if not isinstance(obj, TenantMixin):
             continue
         model = type(obj)
+        current: str | None = obj.tenant_id
         if scope.all_tenants:
-            if obj.tenant_id is None:
+            if current is None:
                 raise TenantRequiredError(
                     "Rows written inside all_tenants() need an explicit tenant_id.", model=model
                 )
             continue
         if scope.tenant is None:
             raise TenantRequiredError(model=model)
-        if obj.tenant_id is None:
+        if current is None:
             obj.tenant_id = scope.tenant
-        elif obj.tenant_id != scope.tenant:
+        elif current != scope.tenant:
             raise TenantMismatchError(model=model)

@@ -3,16 +3,16 @@
 Classification keys on structured codes, never on message text: the SQLSTATE
 (PostgreSQL through asyncpg and psycopg), the server errno (MySQL/MariaDB, whose
 drivers report SQLSTATE ``23000`` for every integrity error) and SQLite's extended
-result code. Message text is read only to recover a constraint *name* where the
-server reports no structured one, never to decide the class.
+result code. Message text is read only to recover a constraint or column *name* where
+the server reports no structured one, never to decide the class; the one exception is
+SQLite on Python 3.10, whose ``sqlite3`` module exposes no result code.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import exc as orm_exc
@@ -26,20 +26,30 @@ from sqla_repo.exceptions import (
     RepositoryError,
     UniqueViolationError,
 )
+from sqla_repo.types import NaiveDatetimeError
 
-__all__ = ["classify", "translate_errors"]
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = ["classify", "translate", "translate_errors"]
 
 SQLSTATE_CLASSES: Final[dict[str, type[ConflictError]]] = {
-    "23505": UniqueViolationError,
-    "23503": ForeignKeyViolationError,
-    "23502": NotNullViolationError,
-    "23514": CheckViolationError,
+    "23505": UniqueViolationError,  # unique_violation
+    "23503": ForeignKeyViolationError,  # foreign_key_violation
+    "23001": ForeignKeyViolationError,  # restrict_violation
+    "23502": NotNullViolationError,  # not_null_violation
+    "23514": CheckViolationError,  # check_violation
 }
 """PostgreSQL SQLSTATE codes of integrity violations."""
 
 MYSQL_ERRNO_CLASSES: Final[dict[int, type[ConflictError]]] = {
+    1022: UniqueViolationError,  # ER_DUP_KEY
     1062: UniqueViolationError,  # ER_DUP_ENTRY
+    1169: UniqueViolationError,  # ER_DUP_UNIQUE
+    1557: UniqueViolationError,  # ER_FOREIGN_DUPLICATE_KEY (a cascade would duplicate a key)
     1586: UniqueViolationError,  # ER_DUP_ENTRY_WITH_KEY_NAME
+    1761: UniqueViolationError,  # ER_FOREIGN_DUPLICATE_KEY_WITH_CHILD_INFO
+    1762: UniqueViolationError,  # ER_FOREIGN_DUPLICATE_KEY_WITHOUT_CHILD_INFO
     1216: ForeignKeyViolationError,  # ER_NO_REFERENCED_ROW
     1217: ForeignKeyViolationError,  # ER_ROW_IS_REFERENCED
     1451: ForeignKeyViolationError,  # ER_ROW_IS_REFERENCED_2
@@ -54,92 +64,164 @@ MYSQL_ERRNO_CLASSES: Final[dict[int, type[ConflictError]]] = {
 SQLITE_CODE_CLASSES: Final[dict[int, type[ConflictError]]] = {
     2067: UniqueViolationError,  # SQLITE_CONSTRAINT_UNIQUE
     1555: UniqueViolationError,  # SQLITE_CONSTRAINT_PRIMARYKEY
+    2579: UniqueViolationError,  # SQLITE_CONSTRAINT_ROWID
     787: ForeignKeyViolationError,  # SQLITE_CONSTRAINT_FOREIGNKEY
     1299: NotNullViolationError,  # SQLITE_CONSTRAINT_NOTNULL
     275: CheckViolationError,  # SQLITE_CONSTRAINT_CHECK
 }
 """SQLite extended result codes of integrity violations."""
 
-# MySQL reports no structured constraint name; these recover it from the message.
-_MYSQL_NAME_PATTERNS: Final = (
-    re.compile(r"for key '(?:[^'.]+\.)?(?P<name>[^']+)'"),
-    re.compile(r"CONSTRAINT `(?P<name>[^`]+)`"),
-    re.compile(r"[Cc]onstraint '(?:[^'.]+\.)?(?P<name>[^']+)'"),
-    re.compile(r"Column '(?P<name>[^']+)' cannot be null"),
+_SQLSTATE_LENGTH: Final = 5
+
+# MySQL/MariaDB report no structured constraint name; these recover it from the message
+# of each errno. The duplicate-key message quotes the offending *value* first, so its
+# pattern is anchored at the end, where the server puts the key name: a value that
+# itself contains "for key '...'" cannot pass for a constraint name.
+_DUPLICATE_KEY: Final = re.compile(r"for key '(?:[^'.]+\.)?(?P<name>[^']+)'\Z")
+_BACKTICK_CONSTRAINT: Final = re.compile(r"CONSTRAINT `(?P<name>[^`]+)`")
+_CHECK_CONSTRAINT: Final = re.compile(r"^Check constraint '(?P<name>[^']+)'")
+_MYSQL_CONSTRAINT_PATTERNS: Final[dict[int, re.Pattern[str]]] = {
+    1062: _DUPLICATE_KEY,
+    1586: _DUPLICATE_KEY,
+    1216: _BACKTICK_CONSTRAINT,
+    1217: _BACKTICK_CONSTRAINT,
+    1451: _BACKTICK_CONSTRAINT,
+    1452: _BACKTICK_CONSTRAINT,
+    3819: _CHECK_CONSTRAINT,
+    4025: _BACKTICK_CONSTRAINT,
+}
+_MYSQL_COLUMN_PATTERNS: Final[dict[int, re.Pattern[str]]] = {
+    1048: re.compile(r"^Column '(?P<name>[^']+)' cannot be null"),
+    1364: re.compile(r"^Field '(?P<name>[^']+)' doesn't have a default value"),
+}
+
+# SQLite names the CHECK constraint (when it has a name) and the NOT NULL column.
+_SQLITE_CHECK: Final = re.compile(r"^CHECK constraint failed: (?P<name>[A-Za-z_][\w$]*)\Z")
+_SQLITE_NOT_NULL: Final = re.compile(r"^NOT NULL constraint failed: (?:[^.\s]+\.)?(?P<name>\S+)\Z")
+# Python 3.10's sqlite3 has no ``sqlite_errorcode``; SQLite's messages are fixed.
+_SQLITE_MESSAGE_CLASSES: Final = (
+    ("UNIQUE constraint failed", UniqueViolationError),
+    ("FOREIGN KEY constraint failed", ForeignKeyViolationError),
+    ("NOT NULL constraint failed", NotNullViolationError),
+    ("CHECK constraint failed", CheckViolationError),
 )
 
 
+class _Codes(NamedTuple):
+    """What a database error reports about itself, gathered from its cause chain."""
+
+    sqlstate: str | None = None
+    errno: int | None = None
+    sqlite_code: int | None = None
+    sqlite_message: str | None = None
+    constraint: str | None = None
+    column: str | None = None
+
+
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """Yield *exc* and the exceptions behind it, each once, nearest first.
+
+    SQLAlchemy's emulated DBAPI errors (asyncpg) keep the driver's exception as
+    ``orig`` (2.1) and raise from it (2.0 and 2.1); other drivers chain the usual way.
+    """
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         yield exc
-        exc = exc.__cause__ or exc.__context__
+        inner = getattr(exc, "orig", None)
+        exc = inner if isinstance(inner, BaseException) else exc.__cause__ or exc.__context__
 
 
-def _codes(error: sa_exc.DBAPIError) -> tuple[str | None, int | None, int | None, str | None]:
-    """Return ``(sqlstate, mysql_errno, sqlite_code, constraint_name)`` found on the error."""
+def _str_attr(obj: object, name: str) -> str | None:
+    value = getattr(obj, name, None)
+    return value if isinstance(value, str) and value else None
+
+
+def _match(pattern: re.Pattern[str] | None, message: str) -> str | None:
+    match = pattern.search(message) if pattern is not None else None
+    return match.group("name") if match else None
+
+
+def _codes(error: sa_exc.DBAPIError) -> _Codes:
+    """Collect the codes and names found anywhere in the chain of ``error.orig``."""
     sqlstate: str | None = None
     errno: int | None = None
     sqlite_code: int | None = None
+    sqlite_message: str | None = None
     constraint: str | None = None
+    column: str | None = None
     for exc in _chain(error.orig):
-        state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
-        if sqlstate is None and isinstance(state, str) and len(state) == 5:  # noqa: PLR2004
+        # asyncpg (and SQLAlchemy's adaption of it): ``sqlstate``; psycopg: ``sqlstate``
+        # and ``diag``; psycopg2: ``pgcode``. MySQL drivers may report a generic
+        # SQLSTATE too ("23000"), which simply matches no entry of the table.
+        state = _str_attr(exc, "sqlstate") or _str_attr(exc, "pgcode")
+        if sqlstate is None and state is not None and len(state) == _SQLSTATE_LENGTH:
             sqlstate = state
         diag = getattr(exc, "diag", None)
-        name = getattr(exc, "constraint_name", None) or getattr(diag, "constraint_name", None)
-        if constraint is None and isinstance(name, str):
-            constraint = name
+        constraint = constraint or _str_attr(exc, "constraint_name")
+        constraint = constraint or _str_attr(diag, "constraint_name")
+        column = column or _str_attr(exc, "column_name") or _str_attr(diag, "column_name")
         code = getattr(exc, "sqlite_errorcode", None)
         if sqlite_code is None and isinstance(code, int):
             sqlite_code = code
-        args = getattr(exc, "args", ())
-        if errno is None and args and isinstance(args[0], int) and len(args) > 1:
-            errno = args[0]
-            if constraint is None and isinstance(args[1], str):
-                constraint = _mysql_constraint_name(args[1])
-    return sqlstate, errno, sqlite_code, constraint
+        args: tuple[object, ...] = getattr(exc, "args", ())
+        if type(exc).__module__ == "sqlite3" and args and isinstance(args[0], str):
+            sqlite_message = sqlite_message or args[0]
+        # MySQL drivers (asyncmy, aiomysql, PyMySQL, mysqlclient): args == (errno, message).
+        if errno is None and len(args) == 2:  # noqa: PLR2004
+            number, message = args
+            if isinstance(number, int) and isinstance(message, str):
+                errno = number
+                constraint = constraint or _match(_MYSQL_CONSTRAINT_PATTERNS.get(errno), message)
+                column = column or _match(_MYSQL_COLUMN_PATTERNS.get(errno), message)
+    if sqlite_message is not None:
+        constraint = constraint or _match(_SQLITE_CHECK, sqlite_message)
+        column = column or _match(_SQLITE_NOT_NULL, sqlite_message)
+    return _Codes(sqlstate, errno, sqlite_code, sqlite_message, constraint, column)
 
 
-def _mysql_constraint_name(message: str) -> str | None:
-    for pattern in _MYSQL_NAME_PATTERNS:
-        match = pattern.search(message)
-        if match:
-            return match.group("name")
-    return None
-
-
-def _sqlite_fallback(error: sa_exc.DBAPIError) -> type[ConflictError] | None:
-    # Python < 3.11 has no ``sqlite_errorcode``; SQLite's messages are stable and fixed.
-    text = str(error.orig)
-    for prefix, cls in (
-        ("UNIQUE constraint failed", UniqueViolationError),
-        ("FOREIGN KEY constraint failed", ForeignKeyViolationError),
-        ("NOT NULL constraint failed", NotNullViolationError),
-        ("CHECK constraint failed", CheckViolationError),
-    ):
-        if text.startswith(prefix):
-            return cls
-    return None
+def _classify(error: sa_exc.DBAPIError, codes: _Codes) -> type[ConflictError] | None:
+    if codes.sqlstate is not None and codes.sqlstate in SQLSTATE_CLASSES:
+        return SQLSTATE_CLASSES[codes.sqlstate]
+    if codes.errno is not None and codes.errno in MYSQL_ERRNO_CLASSES:
+        return MYSQL_ERRNO_CLASSES[codes.errno]
+    if codes.sqlite_code is not None and codes.sqlite_code in SQLITE_CODE_CLASSES:
+        return SQLITE_CODE_CLASSES[codes.sqlite_code]
+    if not isinstance(error, sa_exc.IntegrityError):
+        return None
+    if codes.sqlite_code is None and codes.sqlite_message is not None:
+        for prefix, cls in _SQLITE_MESSAGE_CLASSES:
+            if codes.sqlite_message.startswith(prefix):
+                return cls
+    return ConflictError
 
 
 def classify(error: sa_exc.DBAPIError) -> tuple[type[ConflictError] | None, str | None]:
     """Return the most specific conflict class for *error* and the constraint name.
 
-    The class is ``None`` when *error* is not an integrity violation.
+    The class is ``None`` when *error* is not an integrity violation; any other
+    ``IntegrityError`` is a plain [`ConflictError`][sqla_repo.exceptions.ConflictError].
     """
-    sqlstate, errno, sqlite_code, constraint = _codes(error)
-    cls: type[ConflictError] | None = None
-    if sqlstate is not None and sqlstate in SQLSTATE_CLASSES:
-        cls = SQLSTATE_CLASSES[sqlstate]
-    elif errno is not None and errno in MYSQL_ERRNO_CLASSES:
-        cls = MYSQL_ERRNO_CLASSES[errno]
-    elif sqlite_code is not None and sqlite_code in SQLITE_CODE_CLASSES:
-        cls = SQLITE_CODE_CLASSES[sqlite_code]
-    elif isinstance(error, sa_exc.IntegrityError):
-        cls = _sqlite_fallback(error) or ConflictError
-    return cls, constraint
+    codes = _codes(error)
+    return _classify(error, codes), codes.constraint
+
+
+TRANSIENT_SQLSTATES: Final = frozenset({"40001", "40P01", "55P03"})
+"""PostgreSQL serialization failure, deadlock and lock-not-available: retry the transaction."""
+
+TRANSIENT_MYSQL_ERRNOS: Final = frozenset({1205, 1213})
+"""MySQL/MariaDB lock wait timeout and deadlock: retry the transaction."""
+
+TRANSIENT_SQLITE_CODES: Final = frozenset({5, 261, 517, 773})
+"""SQLite ``SQLITE_BUSY`` and its extended codes ("database is locked")."""
+
+
+def _transient(codes: _Codes) -> bool:
+    return (
+        codes.sqlstate in TRANSIENT_SQLSTATES
+        or codes.errno in TRANSIENT_MYSQL_ERRNOS
+        or codes.sqlite_code in TRANSIENT_SQLITE_CODES
+    )
 
 
 def translate(error: BaseException, model: type[Any] | None = None) -> RepositoryError | None:
@@ -147,15 +229,31 @@ def translate(error: BaseException, model: type[Any] | None = None) -> Repositor
     if isinstance(error, orm_exc.StaleDataError):
         return ConcurrencyError(model=model)
     if isinstance(error, sa_exc.DBAPIError):
-        cls, constraint = classify(error)
+        codes = _codes(error)
+        if _transient(codes):
+            return ConcurrencyError(
+                "The transaction lost a race for a lock; retry it.",
+                model=model,
+                detail={"reason": "lock conflict"},
+            )
+        cls = _classify(error, codes)
         if cls is not None:
-            return cls(model=model, constraint=constraint)
+            # A not-null violation names a column; the other classes name a constraint.
+            column = codes.column if issubclass(cls, NotNullViolationError) else None
+            return cls(model=model, constraint=codes.constraint, column=column)
     return None
 
 
 @contextmanager
 def translate_errors(model: type[Any] | None = None) -> Iterator[None]:
-    """Re-raise integrity and stale-version errors as sqla_repo errors, chained."""
+    """Re-raise integrity and stale-version errors as sqla_repo errors, chained.
+
+    A naive ``datetime`` bound to a [`UTCDateTime`][sqla_repo.types.UTCDateTime] column
+    reaches the caller as SQLAlchemy's ``StatementError``, whose message quotes the SQL
+    and its parameters; it is re-raised as a plain
+    [`NaiveDatetimeError`][sqla_repo.types.NaiveDatetimeError]. Other errors pass
+    through unchanged.
+    """
     try:
         yield
     except (sa_exc.DBAPIError, orm_exc.StaleDataError) as exc:
@@ -163,3 +261,7 @@ def translate_errors(model: type[Any] | None = None) -> Iterator[None]:
         if translated is None:
             raise
         raise translated from exc
+    except sa_exc.StatementError as exc:
+        if isinstance(exc.orig, NaiveDatetimeError):
+            raise NaiveDatetimeError(str(exc.orig)) from exc
+        raise

@@ -1,11 +1,14 @@
 """UUID version 7 (RFC 9562): a 48-bit Unix millisecond timestamp, then randomness.
 
-Values made in one process are strictly increasing, even within one millisecond and
-when the wall clock steps back: the RFC's "fixed bit-length dedicated counter"
-method (section 6.2, method 1) with a 42-bit counter in ``rand_a`` and the top of
-``rand_b``, seeded randomly each millisecond with its top bit clear so that it
-cannot overflow in practice. The stdlib's ``uuid.uuid7`` (Python 3.14+) implements
-the same method and is used where the interpreter has it.
+Values made in one process are strictly increasing, across threads, within one
+millisecond and when the wall clock steps back: the RFC's "fixed bit-length dedicated
+counter" method (section 6.2, method 1) with a 42-bit counter in ``rand_a`` and the top
+of ``rand_b``, seeded randomly each millisecond with its top bit clear so that it cannot
+overflow in practice, followed by 32 fresh random bits.
+
+The stdlib's ``uuid.uuid7`` (Python 3.14+) uses the same layout and method but keeps
+its state without a lock, so concurrent threads can interleave and break the order
+this module promises; this implementation is therefore used on every interpreter.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from typing import Final
 
 __all__ = ["uuid7"]
@@ -31,6 +33,19 @@ _counter = 0
 def _fresh_counter() -> int:
     # 41 random bits: the top bit of the 42-bit counter starts clear (RFC 9562 §6.2).
     return int.from_bytes(os.urandom(6), "big") >> 7
+
+
+def _reset_after_fork() -> None:
+    # A forked child must not continue its parent's sequence (both would draw values
+    # from the same counter), nor inherit a lock another thread held at fork time.
+    global _lock, _last_ms, _counter  # noqa: PLW0603 - process-wide monotonic state
+    _lock = threading.Lock()
+    _last_ms = 0
+    _counter = 0
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _uuid7() -> uuid.UUID:
@@ -56,5 +71,15 @@ def _uuid7() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
-uuid7: Callable[[], uuid.UUID] = getattr(uuid, "uuid7", _uuid7)
-"""Return a new time-ordered UUID version 7 (stdlib's where available)."""
+def uuid7() -> uuid.UUID:
+    """Return a new time-ordered UUID version 7, greater than every earlier one.
+
+    Example:
+        ```python
+        from sqla_repo import uuid7
+
+        first, second = uuid7(), uuid7()
+        assert first.version == 7 and first < second
+        ```
+    """
+    return _uuid7()

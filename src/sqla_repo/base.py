@@ -22,7 +22,10 @@ NAMING_CONVENTION: Final[dict[str, str]] = {
 
 
 class Base(DeclarativeBase):
-    """A ``DeclarativeBase`` whose ``MetaData`` uses [`NAMING_CONVENTION`][sqla_repo.base.NAMING_CONVENTION]."""
+    """A ``DeclarativeBase`` whose ``MetaData`` uses the naming convention.
+
+    See [`NAMING_CONVENTION`][sqla_repo.base.NAMING_CONVENTION].
+    """
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 

@@ -12,10 +12,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = [
     "actor",
@@ -115,7 +117,7 @@ def all_tenants() -> Iterator[None]:
         _all_tenants.reset(token)
 
 
-def install(target: Any = None) -> None:  # noqa: ANN401 - any Session, sessionmaker or class
+def install(target: Any = None) -> None:
     """Make sure the session hooks are registered.
 
     The hooks (soft-delete and tenant criteria, audit and tenant stamping) are registered

@@ -1,7 +1,8 @@
 """The exceptions sqla_repo raises.
 
-Every error the library raises derives from [`RepositoryError`][sqla_repo.exceptions.RepositoryError],
-so one ``except RepositoryError`` catches them all::
+Every error the library raises derives from
+[`RepositoryError`][sqla_repo.exceptions.RepositoryError], so one ``except RepositoryError``
+catches them all::
 
     RepositoryError                 model, detail, code
     ├── ConfigurationError          misuse found at class creation
@@ -23,8 +24,10 @@ to an API client. The database exception, when there is one, is chained as ``__c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
     "CheckViolationError",
@@ -117,7 +120,12 @@ class InvalidFilterError(RepositoryError, ValueError):
 
 
 class ConcurrencyError(RepositoryError):
-    """A write lost an optimistic-locking race: the row's version changed underneath it."""
+    """A write lost a race: retrying the whole transaction may succeed.
+
+    Raised for a stale version (optimistic locking with
+    [`VersionMixin`][sqla_repo.mixins.VersionMixin]) and for the database's own
+    retryable conflicts: deadlocks, serialization failures and lock timeouts.
+    """
 
     code = "concurrency_conflict"
     default_message = "The row was changed by someone else; reload it and try again."
@@ -141,7 +149,11 @@ class ConflictError(RepositoryError):
     """The database refused a write because it would break an integrity constraint.
 
     Attributes:
-        constraint: The constraint's name when the driver reports it, else ``None``.
+        constraint: The constraint's name when the database reports it, else ``None``
+            (PostgreSQL always does; MySQL/MariaDB do for unique, foreign-key and check
+            violations; SQLite only for named check constraints).
+        column: The column a not-null violation is about, when the database reports it,
+            else ``None``.
     """
 
     code = "conflict"
@@ -154,11 +166,15 @@ class ConflictError(RepositoryError):
         model: type[Any] | None = None,
         detail: Mapping[str, Any] | None = None,
         constraint: str | None = None,
+        column: str | None = None,
     ) -> None:
         super().__init__(message, model=model, detail=detail)
         self.constraint = constraint
+        self.column = column
         if constraint is not None:
             self.detail.setdefault("constraint", constraint)
+        if column is not None:
+            self.detail.setdefault("column", column)
 
 
 class UniqueViolationError(ConflictError):

@@ -8,20 +8,26 @@ as a timezone-aware ``datetime`` in UTC, with microseconds, on every backend:
 * SQLite: SQLAlchemy's ISO-8601 text holding UTC, so text order is time order.
 
 Naive datetimes are rejected with [`NaiveDatetimeError`][sqla_repo.types.NaiveDatetimeError]
-when they are assigned to a mapped attribute and again when they are bound: a naive value
-is ambiguous (``datetime.now()`` is local time, ``datetime.utcnow()`` is not), and guessing
-silently corrupts data. Aware values in any zone are converted to UTC.
+when they are bound to a statement (at flush, or when a statement compares a column with
+one): a naive value is ambiguous (``datetime.now()`` is local time, ``datetime.utcnow()``
+is not), and guessing silently corrupts data. Aware values in any zone are converted to
+UTC. SQLAlchemy reports an error raised while binding as a ``StatementError`` whose
+``orig`` is the `NaiveDatetimeError`; the repository re-raises the `NaiveDatetimeError`
+itself, without the SQL and parameters SQLAlchemy's message quotes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, Interval
 from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Dialect
+    from sqlalchemy.sql.operators import OperatorType
 
 __all__ = ["NaiveDatetimeError", "UTCDateTime", "ensure_utc", "utcnow"]
 
@@ -44,8 +50,8 @@ def ensure_utc(value: dt.datetime) -> dt.datetime:
         NaiveDatetimeError: *value* has no time zone.
         TypeError: *value* is not a ``datetime``.
     """
-    if not isinstance(value, dt.datetime):
-        msg = f"expected a datetime, got {type(value).__name__}"
+    if not isinstance(value, dt.datetime):  # untyped callers: the bind path gets any value
+        msg = f"expected a datetime, got {type(value).__name__}"  # type: ignore[unreachable]
         raise TypeError(msg)
     if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
         msg = (
@@ -79,6 +85,19 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             return dialect.type_descriptor(mysql.DATETIME(fsp=6))
         return dialect.type_descriptor(DateTime(timezone=True))
 
+    def coerce_compared_value(
+        self,
+        op: OperatorType | None,  # noqa: ARG002 - SQLAlchemy's signature
+        value: object,
+    ) -> TypeEngine[Any]:
+        """Treat a ``timedelta`` operand as an interval, any other value as this type.
+
+        ``created_at + timedelta(days=1)`` is date arithmetic, not a datetime to bind.
+        """
+        if isinstance(value, dt.timedelta):
+            return Interval()
+        return self
+
     def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
         """Convert to UTC; backends without zone support get the naive UTC wall time."""
         if value is None:
@@ -88,12 +107,19 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             return value
         return value.replace(tzinfo=None)
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:  # noqa: ANN401 - the driver decides
-        """Return an aware UTC ``datetime``."""
+    def process_result_value(
+        self,
+        value: object,
+        dialect: Dialect,  # noqa: ARG002 - SQLAlchemy's signature
+    ) -> dt.datetime | None:
+        """Return an aware UTC ``datetime`` (a naive value from the database is UTC)."""
         if value is None:
             return None
         if isinstance(value, str):  # SQLite without the type's result processor (raw SQL)
             value = dt.datetime.fromisoformat(value)
+        if not isinstance(value, dt.datetime):
+            msg = f"expected a datetime from the database, got {type(value).__name__}"
+            raise TypeError(msg)
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)

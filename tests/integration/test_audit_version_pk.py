@@ -77,7 +77,7 @@ async def test_concurrent_actors_do_not_bleed(session, sessionmaker):
 
 
 async def test_version_starts_at_one_and_increments(session):
-    """version is 1 on insert and increments on each update."""
+    """Version is 1 on insert and increments on each update."""
     ticket = Ticket(title="t")
     session.add(ticket)
     await session.flush()

@@ -106,7 +106,7 @@ async def test_aliased_entity(session):
 
 
 async def test_any_and_has(session):
-    """relationship any()/has() EXISTS subqueries ignore soft-deleted rows."""
+    """Relationship any()/has() EXISTS subqueries ignore soft-deleted rows."""
     await _posts(session)
     has_author = select(Post.title).where(Post.author.has()).order_by(Post.title)
     assert (await session.scalars(has_author)).all() == ["by-live"]
@@ -117,14 +117,14 @@ async def test_any_and_has(session):
 
 
 async def test_selectinload_hides_soft_deleted_children(session):
-    """selectinload of a collection skips soft-deleted children."""
+    """Selectinload of a collection skips soft-deleted children."""
     await _posts(session)
     user = (await session.scalars(select(User).options(selectinload(User.posts)))).one()
     assert [p.title for p in user.posts] == ["by-live"]
 
 
 async def test_joinedload_hides_soft_deleted_parent(session):
-    """joinedload of a many-to-one leaves the attribute None when the target is deleted."""
+    """Joinedload of a many-to-one leaves the attribute None when the target is deleted."""
     await _posts(session)
     stmt = select(Post).options(joinedload(Post.author)).order_by(Post.title)
     posts = (await session.scalars(stmt)).all()

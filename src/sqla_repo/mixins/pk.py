@@ -56,8 +56,8 @@ class UUIDv7PKMixin:
     """The primary key."""
 
 
-def _assign_on_init(factory: Any) -> Any:  # noqa: ANN401 - an event handler
-    def assign(target: Any, args: Any, kwargs: dict[str, Any]) -> None:  # noqa: ANN401, ARG001
+def _assign_on_init(factory: Any) -> Any:
+    def assign(target: Any, args: Any, kwargs: dict[str, Any]) -> None:  # noqa: ARG001
         if kwargs.get("id") is None:
             kwargs.pop("id", None)
             # "init" can fire before the mapper's own first-use configuration.

@@ -12,7 +12,7 @@ from sqla_repo.types import UTCDateTime, utcnow
 __all__ = ["TimestampMixin"]
 
 
-def _same_as_created_at(context: Any) -> dt.datetime:  # noqa: ANN401 - SQLAlchemy's context
+def _same_as_created_at(context: Any) -> dt.datetime:
     # One instant for both columns of a new row: created_at's default ran first
     # (column order), so its value is already among the row's parameters.
     created = context.get_current_parameters().get("created_at")
