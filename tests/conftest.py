@@ -29,15 +29,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def _create(name: str) -> str | None:
+    """Create the backend's database for this run; return why it failed, if it did."""
+    try:
+        _CREATED[name] = backends.create(name)
+    except Exception as exc:  # noqa: BLE001 - reported by the caller, which aborts the run
+        url = backends.env_url(name) if name != "sqlite" else "sqlite"
+        return f"  {name} ({url}): {type(exc).__name__}: {exc}"
+    return None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     _SELECTED[:] = config.getoption("--backend") or list(backends.BACKENDS)
-    failures = []
-    for name in _SELECTED:
-        try:
-            _CREATED[name] = backends.create(name)
-        except Exception as exc:  # noqa: BLE001 - reported below, run aborted
-            url = backends.env_url(name) if name != "sqlite" else "sqlite"
-            failures.append(f"  {name} ({url}): {type(exc).__name__}: {exc}")
+    failures = [failure for name in _SELECTED if (failure := _create(name))]
     if failures:
         for backend in _CREATED.values():
             backends.drop(backend)

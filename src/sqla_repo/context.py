@@ -1,6 +1,6 @@
 """Who is acting and for which tenant: context for audit stamping and tenant scoping.
 
-Values live in :mod:`contextvars`, so each ``asyncio`` task (and each thread) sees its
+Values live in `contextvars`, so each ``asyncio`` task (and each thread) sees its
 own: two concurrent requests never stamp each other's actor or read each other's rows.
 
 Example:
@@ -121,7 +121,7 @@ def install(target: Any = None) -> None:
     """Make sure the session hooks are registered.
 
     The hooks (soft-delete and tenant criteria, audit and tenant stamping) are registered
-    once on the :class:`~sqlalchemy.orm.Session` class as soon as a model using a mixin
+    once on SQLAlchemy's `Session` class as soon as a model using a mixin
     is mapped, so every session sees them, including a plain ``AsyncSession`` from your
     own sessionmaker. Calling ``install()`` is therefore optional; it accepts a session,
     a sessionmaker or a ``Session`` class for symmetry with other libraries and registers

@@ -2,21 +2,23 @@
 
 Every error the library raises derives from
 [`RepositoryError`][sqla_repo.exceptions.RepositoryError], so one ``except RepositoryError``
-catches them all::
+catches them all:
 
-    RepositoryError                 model, detail, code
-    ├── ConfigurationError          misuse found at class creation
-    ├── NotFoundError               no row with that identity (or not visible)
-    ├── MultipleResultsFoundError   one row expected, several matched
-    ├── InvalidFilterError          bad filter / sort / cursor / page size (also ValueError)
-    ├── ConcurrencyError            stale version (optimistic locking)
-    ├── TenantRequiredError         tenant model touched with no tenant set
-    ├── TenantMismatchError         a row written with another tenant's id
-    └── ConflictError               integrity violation
-        ├── UniqueViolationError
-        ├── ForeignKeyViolationError
-        ├── NotNullViolationError
-        └── CheckViolationError
+```text
+RepositoryError                 model, detail, code
+├── ConfigurationError          misuse found at class creation
+├── NotFoundError               no row with that identity (or not visible)
+├── MultipleResultsFoundError   one row expected, several matched
+├── InvalidFilterError          bad filter / sort / cursor / page size (also ValueError)
+├── ConcurrencyError            lost a race: stale version, deadlock, lock timeout
+├── TenantRequiredError         tenant model touched with no tenant set
+├── TenantMismatchError         a row written with another tenant's id
+└── ConflictError               integrity violation
+    ├── UniqueViolationError
+    ├── ForeignKeyViolationError
+    ├── NotNullViolationError
+    └── CheckViolationError
+```
 
 Messages and ``detail`` never contain SQL or bound parameters, so both are safe to show
 to an API client. The database exception, when there is one, is chained as ``__cause__``.
