@@ -24,8 +24,10 @@ DEFAULT_URLS = {
 # What each backend can do; tests gate on these, never on the dialect name.
 CAPABILITIES: dict[str, frozenset[str]] = {
     "sqlite": frozenset({"returning"}),
-    "postgresql": frozenset({"returning", "concurrent_writers", "transactional_ddl"}),
-    "mariadb": frozenset({"concurrent_writers"}),
+    "postgresql": frozenset(
+        {"returning", "concurrent_writers", "transactional_ddl", "unicode_case_folding"}
+    ),
+    "mariadb": frozenset({"concurrent_writers", "unicode_case_folding"}),
 }
 
 

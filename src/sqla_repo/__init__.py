@@ -35,6 +35,7 @@ from sqla_repo.exceptions import (
     TenantRequiredError,
     UniqueViolationError,
 )
+from sqla_repo.filters import SortKey, compile_filters, compile_order_by
 from sqla_repo.mixins import (
     AuditColumnsMixin,
     IntegerPKMixin,
@@ -45,6 +46,8 @@ from sqla_repo.mixins import (
     UUIDv7PKMixin,
     VersionMixin,
 )
+from sqla_repo.pagination import CursorPage, SearchResult, set_cursor_secret
+from sqla_repo.repository import BaseRepository
 from sqla_repo.types import NaiveDatetimeError, UTCDateTime
 
 try:
@@ -57,10 +60,12 @@ __all__ = [
     "AuditColumnsMixin",
     "AuditedBase",
     "Base",
+    "BaseRepository",
     "CheckViolationError",
     "ConcurrencyError",
     "ConfigurationError",
     "ConflictError",
+    "CursorPage",
     "ForeignKeyViolationError",
     "IntegerPKMixin",
     "InvalidFilterError",
@@ -69,7 +74,9 @@ __all__ = [
     "NotFoundError",
     "NotNullViolationError",
     "RepositoryError",
+    "SearchResult",
     "SoftDeleteMixin",
+    "SortKey",
     "TenantMismatchError",
     "TenantMixin",
     "TenantRequiredError",
@@ -84,10 +91,13 @@ __all__ = [
     "__version__",
     "actor",
     "all_tenants",
+    "compile_filters",
+    "compile_order_by",
     "current_actor",
     "current_tenant",
     "install",
     "set_actor",
+    "set_cursor_secret",
     "set_tenant",
     "tenant",
     "uuid7",

@@ -1,0 +1,289 @@
+"""Execution of the repository's set-based writes (bulk INSERT, UPDATE, DELETE, upsert).
+
+These statements bypass the unit of work. Statement shapes come from
+:mod:`sqla_repo._statements` and :mod:`sqla_repo._upsert`; this module runs them in
+batches and maps the returned rows back to the caller's input order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ColumnElement, delete, func, insert, select, tuple_, update
+from sqlalchemy import inspect as sa_inspect
+
+from sqla_repo._hooks import INCLUDE_DELETED
+from sqla_repo._statements import ModelInfo, bulk_update_statement, guard_criteria
+from sqla_repo._upsert import update_keys, upsert_statement
+from sqla_repo.context import tenant_scope
+from sqla_repo.exceptions import ConflictError, RepositoryError
+from sqla_repo.types import utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = [
+    "bulk_update",
+    "delete_where",
+    "insert_returning",
+    "row_dicts",
+    "update_returning",
+    "update_where",
+    "upsert",
+    "utcnow",
+]
+
+
+def _chunks(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
+    if size <= 0:
+        msg = "batch_size must be positive"
+        raise RepositoryError(msg)
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def row_dicts(info: ModelInfo, rows: Iterable[Any]) -> list[dict[str, Any]]:
+    """Return column-value dicts for mappings or transient instances of the model."""
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        if isinstance(row, info.model):
+            state = sa_inspect(row)
+            if state.session_id is not None or state.key is not None:
+                msg = "bulk operations take new (transient) instances or mappings"
+                raise RepositoryError(msg, model=info.model)
+            out.append({k: v for k, v in state.dict.items() if k in info.column_keys})
+        elif isinstance(row, Mapping):
+            info.check_keys(row, what="field")
+            out.append(dict(row))
+        else:
+            msg = f"expected {info.model.__name__} instances or mappings"
+            raise RepositoryError(msg, model=info.model)
+    return out
+
+
+async def insert_returning(
+    session: AsyncSession,
+    info: ModelInfo,
+    rows: Sequence[dict[str, Any]],
+    *,
+    batch_size: int,
+    dialect: str,
+) -> list[Any]:
+    """Insert *rows* with multi-row ``INSERT … RETURNING``; return objects in input order."""
+    out: list[Any] = []
+    first_keys = rows[0].keys()
+    sortable_by_key = (
+        dialect == "sqlite"
+        and info.single_int_autoincrement_pk
+        and info.pk_keys[0] not in first_keys
+        and all(row.keys() == first_keys for row in rows)
+    )
+    if sortable_by_key:
+        # SQLite's RETURNING order is unspecified, and SQLAlchemy's sort_by_parameter_order
+        # falls back to one INSERT per row for integer keys. Within one connection the
+        # rowids of uniform rows are assigned in VALUES order, so sorting by the key
+        # restores input order while keeping the multi-row INSERT.
+        stmt = insert(info.model).returning(info.model)
+        pk = info.pk_keys[0]
+        for batch in _chunks(rows, batch_size):
+            objs = list((await session.execute(stmt, batch)).scalars().all())
+            objs.sort(key=lambda obj: getattr(obj, pk))
+            out.extend(objs)
+        return out
+    stmt = insert(info.model).returning(info.model, sort_by_parameter_order=True)
+    for batch in _chunks(rows, batch_size):
+        out.extend((await session.execute(stmt, batch)).scalars().all())
+    return out
+
+
+async def update_returning(
+    session: AsyncSession,
+    info: ModelInfo,
+    criterion: ColumnElement[bool],
+    values: Mapping[str, Any],
+    *,
+    update_returning: bool,
+    include_deleted: bool = False,
+) -> Any:
+    """Run one ``UPDATE`` and return the updated object (``None`` when nothing matched)."""
+    stmt = (
+        update(info.model)
+        .where(criterion)
+        .values(values)
+        .execution_options(synchronize_session=False, **{INCLUDE_DELETED: include_deleted})
+    )
+    if update_returning:
+        stmt = stmt.returning(info.model).execution_options(populate_existing=True)
+        return (await session.execute(stmt)).scalars().one_or_none()
+    result = await session.execute(stmt)
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return None
+    reread = (
+        select(info.model)
+        .where(criterion)
+        .execution_options(populate_existing=True, **{INCLUDE_DELETED: True})
+    )
+    return (await session.scalars(reread)).one_or_none()
+
+
+async def update_where(
+    session: AsyncSession,
+    info: ModelInfo,
+    where: Iterable[ColumnElement[bool]],
+    values: Mapping[str, Any],
+    include_deleted: bool,  # noqa: FBT001
+) -> int:
+    """Run ``UPDATE … WHERE``; return the number of rows matched."""
+    stmt = (
+        update(info.model)
+        .where(*where)
+        .values(values)
+        .execution_options(**{INCLUDE_DELETED: include_deleted})
+    )
+    result = await session.execute(stmt)
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def delete_where(
+    session: AsyncSession,
+    info: ModelInfo,
+    where: Iterable[ColumnElement[bool]],
+    include_deleted: bool,  # noqa: FBT001
+) -> int:
+    """Run ``DELETE … WHERE``; return the number of rows deleted."""
+    stmt = delete(info.model).where(*where).execution_options(**{INCLUDE_DELETED: include_deleted})
+    result = await session.execute(stmt)
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def bulk_update(
+    session: AsyncSession,
+    info: ModelInfo,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    include_deleted: bool,
+) -> int:
+    """Update rows by primary key with one executemany per set of columns."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        missing = [k for k in info.pk_keys if k not in row]
+        if missing:
+            msg = f"bulk_update rows need the primary key ({', '.join(missing)} missing)"
+            raise RepositoryError(msg, model=info.model)
+        info.check_keys(row, what="field")
+        # Several rows for one key merge (later values win): each row is updated once.
+        merged.setdefault(tuple(row[k] for k in info.pk_keys), {}).update(row)
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for ident, row in merged.items():
+        keys = tuple(sorted(k for k in row if k not in info.pk_keys))
+        params = {f"_pk_{i}": v for i, v in enumerate(ident)}
+        params.update({f"_v_{k}": row[k] for k in keys})
+        groups.setdefault(keys, []).append(params)
+    idents = list(merged)
+    if not idents:
+        return 0
+    dialect = session.get_bind(mapper=info.mapper).dialect
+    matched: int | None = None
+    if not dialect.supports_sane_multi_rowcount:
+        # The driver cannot count executemany rows (asyncpg): count the visible targets.
+        pk = tuple_(*info.pk_columns) if len(info.pk_columns) > 1 else info.pk_columns[0]
+        keys_in = idents if len(info.pk_columns) > 1 else [i[0] for i in idents]
+        counter = select(func.count()).where(
+            pk.in_(keys_in), *guard_criteria(info, include_deleted=include_deleted)
+        )
+        matched = int(await session.scalar(counter) or 0)
+    total = 0
+    for keys, group in groups.items():
+        stmt = bulk_update_statement(info, keys, include_deleted=include_deleted)
+        result = await session.execute(stmt, group)
+        total += max(int(result.rowcount), 0)  # type: ignore[attr-defined]
+    await _refresh_loaded(session, info, idents)
+    return matched if matched is not None else total
+
+
+async def _refresh_loaded(
+    session: AsyncSession, info: ModelInfo, idents: Iterable[tuple[Any, ...]]
+) -> None:
+    # Core statements leave loaded objects stale; refresh the few that are in the
+    # session rather than expiring them (an expired attribute would need lazy IO).
+    identity_map = session.sync_session.identity_map
+    for ident in idents:
+        obj = identity_map.get(info.mapper.identity_key_from_primary_key(ident))
+        if obj is not None:
+            await session.refresh(obj)
+
+
+def _conflict_keys(
+    info: ModelInfo, rows: Sequence[dict[str, Any]], conflict_on: Sequence[str]
+) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
+    """Validate *conflict_on* against *rows*; return the rows and their key tuples."""
+    if not conflict_on:
+        msg = "conflict_on must name at least one column"
+        raise RepositoryError(msg, model=info.model)
+    info.check_keys(conflict_on, what="conflict column")
+    scope = tenant_scope()
+    out = list(rows)
+    if info.tenant and "tenant_id" in conflict_on and scope.tenant is not None:
+        out = [{"tenant_id": scope.tenant, **row} for row in out]
+    wanted: list[tuple[Any, ...]] = []
+    for row in out:
+        missing = [k for k in conflict_on if k not in row]
+        if missing:
+            msg = f"every row needs the conflict_on columns ({', '.join(missing)} missing)"
+            raise RepositoryError(msg, model=info.model)
+        wanted.append(tuple(row[k] for k in conflict_on))
+    if len(set(wanted)) != len(wanted):
+        msg = "two rows have the same conflict_on values"
+        raise RepositoryError(msg, model=info.model, detail={"fields": list(conflict_on)})
+    return out, wanted
+
+
+async def _read_back(
+    session: AsyncSession,
+    info: ModelInfo,
+    conflict_on: Sequence[str],
+    wanted: Sequence[tuple[Any, ...]],
+    batch_size: int,
+) -> dict[tuple[Any, ...], Any]:
+    """Select the visible rows whose *conflict_on* values are in *wanted*."""
+    attrs = [getattr(info.model, k) for k in conflict_on]
+    target = tuple_(*attrs) if len(attrs) > 1 else attrs[0]
+    found: dict[tuple[Any, ...], Any] = {}
+    for start in range(0, len(wanted), batch_size):
+        chunk = wanted[start : start + batch_size]
+        values = chunk if len(attrs) > 1 else [w[0] for w in chunk]
+        stmt = select(info.model).where(target.in_(values))
+        for obj in (await session.scalars(stmt.execution_options(populate_existing=True))).all():
+            found[tuple(getattr(obj, k) for k in conflict_on)] = obj
+    return found
+
+
+async def upsert(
+    session: AsyncSession,
+    info: ModelInfo,
+    rows: Sequence[dict[str, Any]],
+    *,
+    conflict_on: Sequence[str],
+    update: Sequence[str] | None,
+    batch_size: int,
+    dialect: str,
+) -> list[Any]:
+    """Run the portable upsert; return resulting objects in input order."""
+    rows, wanted = _conflict_keys(info, rows, conflict_on)
+    keys = update_keys(info, rows, conflict_on, update)
+    stmt = upsert_statement(dialect, info, conflict_on, keys)
+    if dialect in {"postgresql", "sqlite"}:
+        stmt = stmt.returning(info.model).execution_options(populate_existing=True)
+        found: dict[tuple[Any, ...], Any] = {}
+        for batch in _chunks(rows, batch_size):
+            for obj in (await session.execute(stmt, batch)).scalars():
+                found[tuple(getattr(obj, k) for k in conflict_on)] = obj
+    else:
+        for batch in _chunks(rows, batch_size):
+            await session.execute(stmt, batch)
+        found = await _read_back(session, info, conflict_on, wanted, batch_size)
+    if any(w not in found for w in wanted):
+        # The conflicting row exists but is soft-deleted or another tenant's.
+        raise ConflictError(model=info.model, detail={"fields": list(conflict_on)})
+    return [found[w] for w in wanted]

@@ -1,0 +1,327 @@
+"""Coerce untrusted values to the Python type of a column (private).
+
+Everything here raises [`CoercionError`][sqla_repo._coerce.CoercionError], which carries a
+client-safe reason code and message; ``sqla_repo.filters`` turns it into an
+``InvalidFilterError`` that also names the field and the operator.
+
+Values are checked against what every supported backend accepts, so a value that passes
+never makes the driver fail: integers fit the column's width, numbers are finite,
+strings contain no NUL character and encode as UTF-8, datetimes stay in range.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import enum
+import math
+import re
+import uuid
+from decimal import Decimal, localcontext
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import types as sqltypes
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["UNSUPPORTED", "CoercionError", "coerce", "is_text", "python_type", "unwrap"]
+
+UTC = dt.timezone.utc
+
+UNSUPPORTED = object()
+"""Returned by [`python_type`][sqla_repo._coerce.python_type] for types it cannot coerce to."""
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_NUMBER_CHARS = 100  # longer numeric strings are rejected before parsing them
+_MAX_DIGITS = 38  # DECIMAL(38) is what every backend compares without loss or error
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+class CoercionError(ValueError):
+    """A value cannot be coerced; ``reason`` is a stable code, the message is client-safe."""
+
+    def __init__(self, *, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def unwrap(type_: sqltypes.TypeEngine[Any]) -> sqltypes.TypeEngine[Any]:
+    """Return the SQL type under any ``TypeDecorator`` layers."""
+    while isinstance(type_, sqltypes.TypeDecorator):
+        type_ = type_.impl_instance
+    return type_
+
+
+def python_type(type_: sqltypes.TypeEngine[Any]) -> Any:
+    """Return the Python class values of *type_* are coerced to, or ``UNSUPPORTED``."""
+    try:
+        result = type_.python_type
+    except NotImplementedError:
+        return UNSUPPORTED
+    inner = unwrap(type_)
+    if result is str:
+        # ``str`` is what many dialect-specific types report (INET, TSVECTOR...): binding an
+        # arbitrary string to them would fail in the database, so only real text qualifies.
+        if isinstance(inner, sqltypes.Uuid):
+            return uuid.UUID
+        if not isinstance(inner, sqltypes.String):
+            return UNSUPPORTED
+    if result in _COERCERS or issubclass(result, enum.Enum):
+        return result
+    return UNSUPPORTED
+
+
+def is_text(type_: sqltypes.TypeEngine[Any]) -> bool:
+    """Whether *type_* holds free text, so the LIKE family of operators applies."""
+    inner = unwrap(type_)
+    return (
+        python_type(type_) is str
+        and isinstance(inner, sqltypes.String)
+        and not isinstance(inner, sqltypes.Enum)
+    )
+
+
+def coerce(value: object, type_: sqltypes.TypeEngine[Any], *, max_length: int | None) -> Any:
+    """Return *value* coerced to the Python type of *type_*.
+
+    Args:
+        value: A scalar from untrusted input (``None`` is not handled here).
+        type_: The column's SQL type.
+        max_length: The longest string accepted, or ``None`` for no limit.
+
+    Raises:
+        CoercionError: The value is not of, or convertible to, the column's type.
+    """
+    target = python_type(type_)
+    if target is UNSUPPORTED:
+        raise CoercionError(
+            reason="unsupported_type", message="This field cannot be compared with a value."
+        )
+    if isinstance(value, str) and max_length is not None and len(value) > max_length:
+        msg = f"The value is longer than {max_length} characters."
+        raise CoercionError(reason="value_too_long", message=msg)
+    if isinstance(target, type) and issubclass(target, enum.Enum):
+        return _to_enum(value, target)
+    inner = unwrap(type_)
+    result = _COERCERS[target](value, inner)
+    if target is uuid.UUID and isinstance(inner, sqltypes.Uuid) and not inner.as_uuid:
+        return str(result)
+    return result
+
+
+def _invalid(*, expected: str) -> CoercionError:
+    return CoercionError(reason="invalid_value", message=f"The value is not a valid {expected}.")
+
+
+def _to_str(value: object, inner: sqltypes.TypeEngine[Any]) -> str:
+    if not isinstance(value, str):
+        raise _invalid(expected="string")
+    if "\x00" in value:
+        raise CoercionError(reason="invalid_value", message="The value contains a NUL character.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CoercionError(
+            reason="invalid_value", message="The value is not valid Unicode text."
+        ) from None
+    if isinstance(inner, sqltypes.Enum) and value not in inner.enums:
+        raise _invalid(expected="choice")
+    return value
+
+
+def _to_bool(value: object, _inner: sqltypes.TypeEngine[Any]) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in {0, 1}:
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    raise _invalid(expected="boolean (true/false, 1/0, yes/no)")
+
+
+def _int_bits(inner: sqltypes.TypeEngine[Any]) -> int:
+    if isinstance(inner, sqltypes.SmallInteger):
+        return 16
+    if isinstance(inner, sqltypes.BigInteger) or not isinstance(inner, sqltypes.Integer):
+        return 64
+    return 32
+
+
+def _to_int(value: object, inner: sqltypes.TypeEngine[Any]) -> int:
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) > _NUMBER_CHARS or not _INTEGER.fullmatch(text):
+            raise _invalid(expected="integer")
+        result = int(text)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        result = value
+    else:
+        raise _invalid(expected="integer")
+    bound = 1 << (_int_bits(inner) - 1)
+    if not -bound <= result < bound:
+        raise CoercionError(
+            reason="out_of_range", message="The integer is out of range for this field."
+        )
+    return result
+
+
+def _to_decimal(value: object, inner: sqltypes.TypeEngine[Any]) -> Decimal:
+    result = _decimal_of(value)
+    if result is None or not result.is_finite():
+        raise _invalid(expected="finite number")
+    if result.is_zero():
+        return Decimal(0)
+    if len(result.as_tuple().digits) > _MAX_DIGITS or abs(result.adjusted()) > _MAX_DIGITS:
+        msg = "The number is out of range for this field."
+        raise CoercionError(reason="out_of_range", message=msg)
+    precision = getattr(inner, "precision", None)
+    scale = getattr(inner, "scale", None)
+    if isinstance(inner, sqltypes.Numeric) and isinstance(scale, int):
+        # Drivers may cast the parameter to the column's NUMERIC(p, s) (asyncpg does),
+        # which would round it or overflow: only values the column can hold are exact.
+        if isinstance(precision, int) and abs(result) >= Decimal(1).scaleb(precision - scale):
+            msg = "The number is out of range for this field."
+            raise CoercionError(reason="out_of_range", message=msg)
+        with localcontext() as context:
+            context.prec = 4 * _MAX_DIGITS  # digits are bounded above: no overflow
+            exact = result == result.quantize(Decimal(1).scaleb(-scale))
+        if not exact:
+            msg = f"The number has more than {scale} decimal places."
+            raise CoercionError(reason="invalid_value", message=msg)
+    return result
+
+
+def _decimal_of(value: object) -> Decimal | None:
+    if isinstance(value, str):
+        text = value.strip()
+        return Decimal(text) if len(text) <= _NUMBER_CHARS and _NUMBER.fullmatch(text) else None
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    if isinstance(value, float):
+        return Decimal(repr(value)) if math.isfinite(value) else None
+    return None
+
+
+def _to_float(value: object, _inner: sqltypes.TypeEngine[Any]) -> float:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _invalid(expected="finite number")
+        return value
+    number = _decimal_of(value)
+    if number is None or not number.is_finite():
+        raise _invalid(expected="finite number")
+    result = float(number)
+    if math.isinf(result):
+        msg = "The number is out of range for this field."
+        raise CoercionError(reason="out_of_range", message=msg)
+    return result
+
+
+def _to_date(value: object, _inner: sqltypes.TypeEngine[Any]) -> dt.date:
+    if isinstance(value, dt.datetime):
+        raise _invalid(expected="date (YYYY-MM-DD)")
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise _invalid(expected="date (YYYY-MM-DD)")
+
+
+def _to_datetime(value: object, inner: sqltypes.TypeEngine[Any]) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        result = value
+    elif isinstance(value, dt.date):
+        result = dt.datetime.combine(value, dt.time(), tzinfo=UTC)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text[-1:] in {"Z", "z"}:  # Python < 3.11 does not read the "Z" suffix
+            text = text[:-1] + "+00:00"
+        try:
+            result = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise _invalid(expected="ISO 8601 datetime") from None
+    else:
+        raise _invalid(expected="ISO 8601 datetime")
+    try:
+        if result.tzinfo is None or result.utcoffset() is None:
+            # A naive value from a client has no zone to convert from: it is read as UTC.
+            result = result.replace(tzinfo=UTC)
+        else:
+            result = result.astimezone(UTC)
+    except OverflowError:
+        raise CoercionError(
+            reason="out_of_range", message="The datetime is out of range."
+        ) from None
+    if not getattr(inner, "timezone", False):
+        # A column without time zone holds naive UTC wall time.
+        result = result.replace(tzinfo=None)
+    return result
+
+
+def _to_time(value: object, _inner: sqltypes.TypeEngine[Any]) -> dt.time:
+    result: dt.time | None = None
+    if isinstance(value, dt.time):
+        result = value
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            result = dt.time.fromisoformat(value.strip())
+    if result is None or result.tzinfo is not None:
+        raise _invalid(expected="time (HH:MM[:SS])")
+    return result
+
+
+def _to_uuid(value: object, _inner: sqltypes.TypeEngine[Any]) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value.strip())
+        except ValueError:
+            pass
+    raise _invalid(expected="UUID")
+
+
+def _to_enum(value: object, enum_class: type[enum.Enum]) -> enum.Enum:
+    if isinstance(value, enum_class):
+        return value
+    if isinstance(value, str):
+        # By value first, then by the value's text (for int-valued enums), then by name.
+        text = value.strip()
+        candidates = [m for m in enum_class if m.value == value]
+        candidates += [
+            m for m in enum_class if not isinstance(m.value, str) and str(m.value) == text
+        ]
+        candidates += [m for name, m in enum_class.__members__.items() if name == value]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        candidates = [m for m in enum_class if isinstance(m.value, int) and m.value == value]
+    else:
+        candidates = []
+    if not candidates:
+        raise _invalid(expected="choice")
+    return candidates[0]
+
+
+_COERCERS: dict[type[Any], Callable[[Any, sqltypes.TypeEngine[Any]], Any]] = {
+    str: _to_str,
+    bool: _to_bool,
+    int: _to_int,
+    float: _to_float,
+    Decimal: _to_decimal,
+    dt.datetime: _to_datetime,
+    dt.date: _to_date,
+    dt.time: _to_time,
+    uuid.UUID: _to_uuid,
+}

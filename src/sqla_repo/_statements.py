@@ -1,0 +1,187 @@
+"""Statement building for the repository, kept apart from execution.
+
+Everything here is pure: it takes a mapped class and arguments and returns SQLAlchemy
+constructs. The async [`BaseRepository`][sqla_repo.repository.BaseRepository] executes
+them; a synchronous twin can share them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, exists, func, select, true
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Mapper
+from sqlalchemy.sql import Join
+
+from sqla_repo.context import tenant_scope
+from sqla_repo.exceptions import ConfigurationError, RepositoryError, TenantRequiredError
+from sqla_repo.mixins.soft_delete import SoftDeleteMixin
+from sqla_repo.mixins.tenant import TenantMixin
+from sqla_repo.mixins.version import VersionMixin
+from sqla_repo.types import utcnow
+
+__all__ = [
+    "ModelInfo",
+    "count_statement",
+    "exists_statement",
+    "pk_criterion",
+]
+
+_MANAGED = frozenset({"version"})
+
+
+class ModelInfo:
+    """What the repository needs to know about a mapped class, computed once."""
+
+    __slots__ = (
+        "column_keys",
+        "columns",
+        "mapper",
+        "model",
+        "pk_attrs",
+        "pk_columns",
+        "pk_keys",
+        "relationship_keys",
+        "soft_delete",
+        "table",
+        "tenant",
+        "versioned",
+        "writable_keys",
+    )
+
+    def __init__(self, model: type[Any]) -> None:
+        mapper: Mapper[Any] | None = sa_inspect(model, raiseerr=False)
+        if mapper is None or not isinstance(mapper, Mapper):
+            msg = f"{model!r} is not a mapped class"
+            raise ConfigurationError(msg)
+        self.model = model
+        self.mapper = mapper
+        if not isinstance(mapper.local_table, Table):
+            msg = f"{model.__name__} is not mapped to a table"
+            raise ConfigurationError(msg)
+        self.table: Table = mapper.local_table
+        self.pk_columns = tuple(mapper.primary_key)
+        self.pk_keys = tuple(mapper.get_property_by_column(c).key for c in self.pk_columns)
+        self.pk_attrs = tuple(getattr(model, k) for k in self.pk_keys)
+        self.column_keys = frozenset(p.key for p in mapper.column_attrs)
+        self.columns = {p.key: p.columns[0] for p in mapper.column_attrs}
+        self.relationship_keys = frozenset(r.key for r in mapper.relationships)
+        self.soft_delete = issubclass(model, SoftDeleteMixin)
+        self.tenant = issubclass(model, TenantMixin)
+        self.versioned = issubclass(model, VersionMixin) and mapper.version_id_col is not None
+        self.writable_keys = self.column_keys - _MANAGED if self.versioned else self.column_keys
+
+    @property
+    def single_int_autoincrement_pk(self) -> bool:
+        """Whether the key is one database-assigned integer column."""
+        if len(self.pk_columns) != 1:
+            return False
+        column = self.pk_columns[0]
+        return column is column.table.autoincrement_column
+
+    def identity(self, ident: Any) -> tuple[Any, ...]:
+        """Normalise a primary-key value (scalar, tuple or mapping) to a tuple."""
+        if isinstance(ident, Mapping):
+            try:
+                return tuple(ident[k] for k in self.pk_keys)
+            except KeyError as exc:
+                msg = f"identity must name every primary key column: {self.pk_keys}"
+                raise RepositoryError(msg, model=self.model) from exc
+        if isinstance(ident, tuple):
+            if len(ident) != len(self.pk_keys):
+                msg = f"identity must have {len(self.pk_keys)} values"
+                raise RepositoryError(msg, model=self.model)
+            return ident
+        if len(self.pk_keys) != 1:
+            msg = f"identity must have {len(self.pk_keys)} values"
+            raise RepositoryError(msg, model=self.model)
+        return (ident,)
+
+    def check_keys(self, keys: Iterable[str], *, what: str) -> None:
+        """Raise a clear error when *keys* name no writable column of the model."""
+        unknown = sorted(set(keys) - self.writable_keys - self.relationship_keys)
+        if unknown:
+            msg = f"{self.model.__name__} has no writable attribute(s) {', '.join(unknown)}"
+            raise RepositoryError(
+                msg, model=self.model, detail={"fields": unknown, "reason": f"unknown {what}"}
+            )
+
+
+def pk_criterion(info: ModelInfo, ident: Any) -> ColumnElement[bool]:
+    """Return ``pk == ident`` for a scalar or composite identity."""
+    values = info.identity(ident)
+    return and_(*(attr == value for attr, value in zip(info.pk_attrs, values, strict=True)))
+
+
+def has_join(stmt: Select[Any]) -> bool:
+    """Whether *stmt* joins other tables (so its rows may fan out)."""
+    return any(isinstance(f, Join) for f in stmt.get_final_froms())
+
+
+def count_statement(stmt: Select[Any], info: ModelInfo) -> Select[Any]:
+    """Return a COUNT of the distinct base rows of *stmt*, without ORDER BY or loader options.
+
+    A plain ``count(*)`` over the filtered table when there is no join; over the distinct
+    primary keys when a join could fan rows out.
+    """
+    bare = stmt.order_by(None).limit(None).offset(None)
+    bare = bare.options()  # options are additive; the entity-only rebuild below drops them
+    if has_join(stmt):
+        keys = bare.with_only_columns(*info.pk_attrs).distinct().subquery()
+        return select(func.count()).select_from(keys)
+    where = stmt.whereclause
+    count = select(func.count()).select_from(info.model)
+    return count.where(where) if where is not None else count
+
+
+def exists_statement(info: ModelInfo, criteria: Sequence[ColumnElement[bool]]) -> Select[Any]:
+    """Return ``SELECT EXISTS (SELECT 1 FROM model WHERE ...)``."""
+    inner = select(true()).select_from(info.model).where(*criteria)
+    return select(exists(inner))
+
+
+def update_values(info: ModelInfo, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Return *values* plus what bulk statements must set themselves (the version bump).
+
+    ``updated_at``/``updated_by`` need nothing here: their ``onupdate`` defaults fire for
+    every UPDATE statement, ORM or Core.
+    """
+    out = dict(values)
+    if info.versioned:
+        out["version"] = info.columns["version"] + 1
+    return out
+
+
+def guard_criteria(info: ModelInfo, *, include_deleted: bool = False) -> list[ColumnElement[bool]]:
+    """Soft-delete and tenant predicates for Core statements that bypass the ORM hooks."""
+    table = info.table
+    out: list[ColumnElement[bool]] = []
+    if info.soft_delete and not include_deleted:
+        out.append(table.c.deleted_at.is_(None))
+    if info.tenant:
+        scope = tenant_scope()
+        if not scope.all_tenants:
+            if scope.tenant is None:
+                raise TenantRequiredError(model=info.model)
+            out.append(table.c.tenant_id == scope.tenant)
+    return out
+
+
+def bulk_update_statement(info: ModelInfo, keys: Sequence[str], *, include_deleted: bool) -> Any:
+    """Return a Core ``UPDATE`` by primary key for executemany, guard predicates included."""
+    table = info.table
+    where = [
+        column == bindparam(f"_pk_{i}") for i, column in enumerate(info.pk_columns)
+    ] + guard_criteria(info, include_deleted=include_deleted)
+    values: dict[Any, Any] = {info.columns[k]: bindparam(f"_v_{k}") for k in keys}
+    if info.versioned:
+        version = info.columns["version"]
+        values[version] = version + 1
+    return table.update().where(*where).values(values)
+
+
+def soft_delete_values() -> dict[str, Any]:
+    """Values that mark a row deleted now."""
+    return {"deleted_at": utcnow()}

@@ -1,0 +1,566 @@
+r"""A filter and sort language that is safe on untrusted input.
+
+[`compile_filters`][sqla_repo.filters.compile_filters] turns a mapping such as
+``{"email__ilike": "%@example.org", "status__in": ["active"], "age__between": [25, 35]}``
+(or a sequence of ``(field, operator, value)`` tuples) into SQLAlchemy boolean expressions;
+[`compile_order_by`][sqla_repo.filters.compile_order_by] turns ``"-created_at,name"`` into
+[`SortKey`][sqla_repo.filters.SortKey]s. Only whitelisted fields are accepted, values are
+coerced to the column's Python type, and every value reaches the database as a bound
+parameter: no SQL is ever built from the input. Anything that is not understood raises
+[`InvalidFilterError`][sqla_repo.exceptions.InvalidFilterError]; nothing is ignored.
+
+A key is ``field`` or ``field__operator`` (split at the last ``__`` that names an operator,
+so field names may contain underscores); a field without operator means ``eq``.
+
+| Operator | Value | Matches rows where the field |
+| --- | --- | --- |
+| ``eq`` | scalar or ``None`` | equals the value (``None``: is NULL) |
+| ``ne`` | scalar or ``None`` | differs from the value, **NULL included** (``None``: is not NULL) |
+| ``lt``, ``le`` (``lte``) | scalar | is less than (or equal to) the value |
+| ``gt``, ``ge`` (``gte``) | scalar | is greater than (or equal to) the value |
+| ``in`` | list or ``"a,b"`` | equals one of the values (an empty list matches nothing) |
+| ``not_in`` | list or ``"a,b"`` | equals none of the values, **NULL included** |
+| ``between`` | ``[low, high]`` or ``"low,high"`` | lies between both bounds, inclusive |
+| ``is_null`` | ``true`` / ``false`` | is NULL (or is not NULL) |
+| ``like`` | pattern | matches the LIKE pattern, **case-sensitively** |
+| ``ilike`` | pattern | matches the LIKE pattern, case-insensitively |
+| ``contains`` | text | contains the text (case-sensitive, ``%`` and ``_`` are literal) |
+| ``startswith`` | text | starts with the text (same rules) |
+| ``endswith`` | text | ends with the text (same rules) |
+
+Values:
+
+* Strings from a query string are coerced: ``"42"`` to ``int``, ``"true"``/``"0"``/``"yes"``
+  to ``bool``, ``"2024-05-01"`` to a date, ``"2024-05-01T12:00:00Z"`` to a datetime,
+  UUIDs, enum members by value or by name, ``Decimal`` and ``float``. A naive datetime is
+  read as UTC (a client's wall time has no zone to convert from); an aware one is
+  converted to UTC. Values the column cannot hold are refused rather than sent: integers
+  beyond its width, numbers with more decimal places than its ``NUMERIC(p, s)`` scale,
+  non-finite floats, strings longer than
+  [`MAX_VALUE_LENGTH`][sqla_repo.filters.MAX_VALUE_LENGTH] or holding a NUL character.
+* ``in``, ``not_in`` and ``between`` take a list, or a comma-separated string (``"a,b"``):
+  a value that itself contains a comma needs the list form. ``""`` is the empty list.
+  Items of text fields are taken as they are (spaces kept).
+* In ``like``/``ilike`` patterns, ``%`` matches any run of characters, ``_`` one character
+  and a backslash makes the next character literal (``50\%``); a pattern may not end with
+  a lone backslash. The ``like``-family operators apply to text fields only, and
+  ``lt``/``le``/``gt``/``ge``/``between`` do not apply to true/false fields.
+
+Semantics on every backend:
+
+* ``like``, ``contains``, ``startswith`` and ``endswith`` compare case- and
+  accent-sensitively on SQLite (through ``GLOB``), PostgreSQL and MariaDB/MySQL (through
+  a binary collation), whatever the column's collation.
+* ``ilike`` folds ASCII letters on every backend. Other letters (``É``/``é``) are folded
+  on PostgreSQL (per the database's ``LC_CTYPE``) and MariaDB/MySQL, not on SQLite,
+  whose ``lower()`` knows ASCII only. Accents are significant on all three.
+* ``eq``, ``in``, ranges and sorting follow the column's collation: with MariaDB's
+  default ``*_ci`` collations, ``"Bob"`` equals ``"bob"`` (and ``"e"`` equals ``"é"``).
+* Sorting puts NULL as the smallest value: first in ascending order, last in descending
+  order (``NULLS FIRST``/``NULLS LAST`` is spelled out on PostgreSQL only). Enum columns
+  sort in the database's order: declaration order for native enums (PostgreSQL,
+  MariaDB/MySQL), name order on SQLite. MariaDB/MySQL compare an ``ENUM`` with a string by
+  text, so keyset pagination on an enum column there needs names declared in
+  alphabetical order.
+* Relationship paths (``"author.email"``, when whitelisted) compile to ``EXISTS``
+  (``has()``/``any()``), so rows never repeat; a condition on a path means "some related
+  row satisfies it".
+
+Errors carry ``detail = {"field": ..., "operator": ..., "reason": ...}`` with one of the
+reason codes ``invalid_filters``, ``too_many_conditions``, ``invalid_field``,
+``unknown_field``, ``unknown_operator``, ``unsupported_operator``, ``unsupported_type``,
+``expected_list``, ``expected_scalar``, ``wrong_number_of_values``, ``too_many_values``,
+``null_not_allowed``, ``invalid_value``, ``invalid_pattern``, ``value_too_long``,
+``out_of_range``, ``not_sortable`` and ``duplicate_sort_field``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Final
+
+from sqlalchemy import Boolean, false, or_, true
+from sqlalchemy.orm import QueryableAttribute
+from sqlalchemy.orm.exc import UnmappedColumnError
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import ColumnClause, ColumnElement, UnaryExpression
+
+from sqla_repo._coerce import CoercionError, coerce, is_text, python_type
+from sqla_repo._sql import ESCAPE, Field, Like, NullsSmallest, hybrid_names, mapper_of, resolve
+from sqla_repo.exceptions import ConfigurationError, InvalidFilterError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import InstrumentedAttribute
+
+__all__ = [
+    "ALIASES",
+    "MAX_CONDITIONS",
+    "MAX_SORT_KEYS",
+    "MAX_VALUE_LENGTH",
+    "OPERATORS",
+    "SortKey",
+    "compile_filters",
+    "compile_order_by",
+]
+
+OPERATORS: Final = frozenset(
+    {
+        "eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "like", "ilike",
+        "contains", "startswith", "endswith", "is_null", "between",
+    }
+)  # fmt: skip
+"""The operator names, without aliases."""
+
+ALIASES: Final[Mapping[str, str]] = {"lte": "le", "gte": "ge"}
+"""Accepted alternative spellings of operators."""
+
+MAX_VALUE_LENGTH: Final = 10_000
+"""The longest string value accepted, in characters."""
+
+MAX_CONDITIONS: Final = 100
+"""The most conditions one filter input may hold."""
+
+MAX_SORT_KEYS: Final = 16
+"""The most sort fields one ``order_by`` input may hold."""
+
+_ECHO = 64  # longest name echoed back in an error
+_LIST_OPERATORS = frozenset({"in", "not_in", "between"})
+_LIKE_OPERATORS = frozenset({"like", "ilike", "contains", "startswith", "endswith"})
+_ORDER_OPERATORS = frozenset({"lt", "le", "gt", "ge", "between"})
+_TOO_MANY = f"At most {MAX_CONDITIONS} filter conditions are accepted."
+
+
+def _echo(name: object) -> str:
+    text = name if isinstance(name, str) else type(name).__name__
+    return text if len(text) <= _ECHO else text[: _ECHO - 3] + "..."
+
+
+def _error(
+    model: type[Any], *, message: str, reason: str, field: object = None, operator: object = None
+) -> InvalidFilterError:
+    detail = {
+        "field": None if field is None else _echo(field),
+        "operator": None if operator is None else _echo(operator),
+        "reason": reason,
+    }
+    return InvalidFilterError(message, model=model, detail=detail)
+
+
+def _whitelist(model: type[Any], allowed: Collection[str] | None) -> Collection[str]:
+    if allowed is None:
+        return frozenset(mapper_of(model).column_attrs.keys())
+    if isinstance(allowed, str):
+        msg = "A whitelist is a collection of field names, not one string."
+        raise ConfigurationError(msg, model=model)
+    return allowed
+
+
+# -- Filters ----------------------------------------------------------------------------------
+
+
+def compile_filters(
+    model: type[Any],
+    filters: Mapping[str, Any] | Sequence[tuple[str, str, Any]] | None,
+    *,
+    allowed: Collection[str] | None = None,
+    max_in: int = 500,
+) -> list[ColumnElement[bool]]:
+    """Compile untrusted filter input into SQLAlchemy boolean expressions.
+
+    Args:
+        model: The mapped class being queried.
+        filters: ``{"field__operator": value}`` or ``[(field, operator, value), ...]``;
+            ``None`` means no filter.
+        allowed: The fields a client may filter on: column attribute names, hybrid
+            properties and dotted relationship paths (``"author.email"``). ``None`` means
+            the model's column attributes.
+        max_in: The most values ``in`` and ``not_in`` accept.
+
+    Returns:
+        One expression per condition, to pass to ``select(...).where(*conditions)``.
+
+    Raises:
+        InvalidFilterError: The input names an unknown field or operator, or a value does
+            not fit the field.
+        ConfigurationError: *allowed* names something the model does not have.
+
+    Example:
+        ```python
+        conditions = compile_filters(User, {"age__gte": "18", "status__in": "active,new"})
+        users = await session.scalars(select(User).where(*conditions))
+        ```
+    """
+    if filters is None:
+        return []
+    whitelist = _whitelist(model, allowed)
+    return [
+        _condition(model, name, op, value, whitelist=whitelist, max_in=max_in)
+        for name, op, value in _triples(model, filters, whitelist)
+    ]
+
+
+def _triples(
+    model: type[Any], filters: object, whitelist: Collection[str]
+) -> list[tuple[object, str, object]]:
+    if not isinstance(filters, (Mapping, list, tuple)):
+        msg = "Filters must be a mapping or a list of (field, operator, value) triples."
+        raise _error(model, message=msg, reason="invalid_filters")
+    if len(filters) > MAX_CONDITIONS:
+        raise _error(model, message=_TOO_MANY, reason="too_many_conditions")
+    result: list[tuple[object, str, object]] = []
+    if isinstance(filters, Mapping):
+        for key, value in filters.items():
+            if not isinstance(key, str):
+                msg = "Filter keys must be strings."
+                raise _error(model, message=msg, reason="invalid_field", field=key)
+            name, op = _split(model, key, whitelist)
+            result.append((name, op, value))
+        return result
+    for item in filters:
+        if not isinstance(item, (list, tuple)) or len(item) != 3:  # noqa: PLR2004 - a triple
+            msg = "Each filter condition must be a (field, operator, value) triple."
+            raise _error(model, message=msg, reason="invalid_filters")
+        name, op, value = item
+        result.append((name, _operator(model, name, op), value))
+    return result
+
+
+def _operator(model: type[Any], name: object, op: object) -> str:
+    canonical = ALIASES.get(op, op) if isinstance(op, str) else None
+    if canonical not in OPERATORS:
+        msg = f"Unknown filter operator {_echo(op)!r}."
+        raise _error(model, message=msg, reason="unknown_operator", field=name, operator=op)
+    return canonical
+
+
+def _split(model: type[Any], key: str, whitelist: Collection[str]) -> tuple[str, str]:
+    head, sep, tail = key.rpartition("__")
+    if sep:
+        if ALIASES.get(tail, tail) in OPERATORS:
+            return head, ALIASES.get(tail, tail)
+        if key not in whitelist and head in whitelist:
+            return head, _operator(model, head, tail)  # raises: unknown operator
+    return key, "eq"
+
+
+class _Condition:
+    """One condition being compiled: its field, operator, and a client-safe error maker."""
+
+    def __init__(self, model: type[Any], name: object, op: str, whitelist: Collection[str]) -> None:
+        self.model, self.name, self.op = model, name, op
+        if not isinstance(name, str) or not name:
+            msg = "The field name must be a non-empty string."
+            raise self.fail(message=msg, reason="invalid_field")
+        if name not in whitelist:
+            raise self.fail(
+                message=f"Unknown filter field {_echo(name)!r}.", reason="unknown_field"
+            )
+        self.target = resolve(model, name)
+        self.column = self.target.expression
+        if op in _ORDER_OPERATORS and python_type(self.column.type) is bool:
+            msg = f"The {op} operator does not apply to true/false fields."
+            raise self.fail(message=msg, reason="unsupported_operator")
+
+    def fail(self, *, message: str, reason: str) -> InvalidFilterError:
+        return _error(self.model, message=message, reason=reason, field=self.name, operator=self.op)
+
+    def value(self, item: object, *, null: bool = False) -> Any:
+        if item is None:
+            if null:
+                return None
+            msg = "Null is not a valid value here; use is_null."
+            raise self.fail(message=msg, reason="null_not_allowed")
+        if isinstance(item, (Mapping, list, tuple, set, frozenset)):
+            raise self.fail(message="A single value is expected.", reason="expected_scalar")
+        try:
+            return coerce(item, self.column.type, max_length=MAX_VALUE_LENGTH)
+        except CoercionError as exc:
+            raise self.fail(message=exc.message, reason=exc.reason) from None
+
+    def values(self, value: object, max_in: int) -> list[Any]:
+        if isinstance(value, str):
+            if len(value) > MAX_VALUE_LENGTH:
+                raise self.fail(message="The value is too long.", reason="value_too_long")
+            items: list[Any] = value.split(",") if value else []
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            msg = "A list of values (or a comma-separated string) is expected."
+            raise self.fail(message=msg, reason="expected_list")
+        if self.op == "between" and len(items) != 2:  # noqa: PLR2004 - two bounds
+            msg = "between takes exactly two values."
+            raise self.fail(message=msg, reason="wrong_number_of_values")
+        if len(items) > max_in:
+            msg = f"At most {max_in} values are accepted."
+            raise self.fail(message=msg, reason="too_many_values")
+        return [self.value(item) for item in items]
+
+    def pattern(self, value: object) -> str:
+        if not is_text(self.column.type):
+            msg = f"The {self.op} operator applies to text fields only."
+            raise self.fail(message=msg, reason="unsupported_operator")
+        text: str = self.value(value)
+        if self.op in {"like", "ilike"}:
+            escaped = False
+            for char in text:
+                escaped = not escaped and char == ESCAPE
+            if escaped:
+                msg = "The pattern ends with a lone escape character."
+                raise self.fail(message=msg, reason="invalid_pattern")
+            return text
+        literal_text = "".join(ESCAPE + c if c in {"%", "_", ESCAPE} else c for c in text)
+        if self.op == "contains":
+            return f"%{literal_text}%"
+        return f"{literal_text}%" if self.op == "startswith" else f"%{literal_text}"
+
+    def is_null(self, value: object) -> bool:
+        try:
+            return bool(coerce(value, Boolean(), max_length=MAX_VALUE_LENGTH))
+        except CoercionError:
+            raise self.fail(
+                message="is_null takes true or false.", reason="invalid_value"
+            ) from None
+
+
+def _condition(
+    model: type[Any],
+    name: object,
+    op: str,
+    value: object,
+    *,
+    whitelist: Collection[str],
+    max_in: int,
+) -> ColumnElement[bool]:
+    condition = _Condition(model, name, op, whitelist)
+    target, column = condition.target, condition.column
+    clause: ColumnElement[bool]
+    if op == "is_null":
+        clause = column.is_(None) if condition.is_null(value) else column.is_not(None)
+    elif op in _LIKE_OPERATORS:
+        clause = Like(column, condition.pattern(value), case_insensitive=op == "ilike")
+    elif op in _LIST_OPERATORS:
+        clause = _BUILDERS[op](target, condition.values(value, max_in))
+    else:
+        clause = _BUILDERS[op](target, condition.value(value, null=op in {"eq", "ne"}))
+    return _through(target, clause)
+
+
+def _through(target: Field, condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Wrap a condition on a related column in EXISTS subqueries, innermost first."""
+    for attribute, uselist in reversed(target.path):
+        condition = attribute.any(condition) if uselist else attribute.has(condition)
+    return condition
+
+
+def _or_null(target: Field, condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    return or_(condition, target.expression.is_(None)) if target.nullable else condition
+
+
+def _eq(target: Field, value: object) -> ColumnElement[bool]:
+    column = target.expression
+    return column.is_(None) if value is None else column == value
+
+
+def _ne(target: Field, value: object) -> ColumnElement[bool]:
+    column = target.expression
+    return column.is_not(None) if value is None else _or_null(target, column != value)
+
+
+def _in(target: Field, values: list[Any]) -> ColumnElement[bool]:
+    return target.expression.in_(values) if values else false()
+
+
+def _not_in(target: Field, values: list[Any]) -> ColumnElement[bool]:
+    return _or_null(target, target.expression.not_in(values)) if values else true()
+
+
+_BUILDERS: dict[str, Callable[[Field, Any], ColumnElement[bool]]] = {
+    "eq": _eq,
+    "ne": _ne,
+    "lt": lambda t, v: t.expression < v,
+    "le": lambda t, v: t.expression <= v,
+    "gt": lambda t, v: t.expression > v,
+    "ge": lambda t, v: t.expression >= v,
+    "in": _in,
+    "not_in": _not_in,
+    "between": lambda t, v: t.expression.between(v[0], v[1]),
+}
+
+
+# -- Sorting ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SortKey:
+    """One ``ORDER BY`` key, with its direction and NULL placement.
+
+    NULL sorts as the smallest value on every backend: first in ascending order, last in
+    descending order (PostgreSQL's own default is the opposite, so the key says so there).
+
+    Attributes:
+        expression: The column expression sorted on.
+        descending: Whether the order is descending.
+        name: The field name, or a stable rendering of an expression.
+        nullable: Whether the expression may be NULL (``False`` keeps index-friendly SQL).
+        attribute: The mapped attribute holding the value on a loaded object, when the key
+            is a column of the model itself; ``None`` for expressions.
+    """
+
+    expression: ColumnElement[Any]
+    descending: bool
+    name: str
+    nullable: bool = field(default=True, kw_only=True)
+    attribute: str | None = field(default=None, kw_only=True)
+
+    def clause(self) -> ColumnElement[Any]:
+        """Return the ``ORDER BY`` element, with NULLs placed the same on every backend."""
+        ordered = self.expression.desc() if self.descending else self.expression.asc()
+        return NullsSmallest(ordered) if self.nullable else ordered
+
+    def reversed(self) -> SortKey:
+        """Return the same key in the opposite direction (for backward keyset pages)."""
+        return replace(self, descending=not self.descending)
+
+
+def compile_order_by(
+    model: type[Any],
+    order_by: str | Sequence[str | ColumnElement[Any] | InstrumentedAttribute[Any]] | None,
+    *,
+    allowed: Collection[str] | None = None,
+    default: str | Sequence[str | ColumnElement[Any] | InstrumentedAttribute[Any]] | None = None,
+) -> list[SortKey]:
+    """Compile a sort specification into sort keys ending with the primary key.
+
+    Args:
+        model: The mapped class being queried.
+        order_by: ``"-created_at,name"`` or ``["-created_at", "name"]`` (a leading ``-``
+            means descending, ``+`` or nothing ascending), or SQLAlchemy expressions from
+            trusted code (``User.name.desc()``), which skip the whitelist. ``None`` or an
+            empty value means *default*.
+        allowed: The field names a client may sort on (column attributes and hybrid
+            properties); ``None`` means the model's column attributes.
+        default: The trusted order used when *order_by* is empty.
+
+    Returns:
+        The keys, followed by the primary-key columns not already among them (ascending),
+        so the order is total and pages are deterministic. Pass
+        ``[key.clause() for key in keys]`` to ``order_by()``.
+
+    Raises:
+        InvalidFilterError: A field is unknown, not whitelisted or given twice, or there
+            are more than [`MAX_SORT_KEYS`][sqla_repo.filters.MAX_SORT_KEYS] of them.
+        ConfigurationError: *default* or *allowed* names something the model lacks.
+
+    Example:
+        ```python
+        keys = compile_order_by(User, "-created_at,name")
+        users = await session.scalars(select(User).order_by(*[k.clause() for k in keys]))
+        ```
+    """
+    items = _sort_items(model, order_by)
+    if items:
+        keys = _sort_keys(model, items, _whitelist(model, allowed))
+    else:
+        try:
+            keys = _sort_keys(model, _sort_items(model, default), None)
+        except InvalidFilterError as exc:
+            msg = f"{model.__name__}: invalid default order: {exc}"
+            raise ConfigurationError(msg, model=model) from exc
+    mapper = mapper_of(model)
+    names = {key.name for key in keys}
+    for column in mapper.primary_key:
+        name = mapper.get_property_by_column(column).key
+        if name not in names:
+            expression = getattr(model, name).__clause_element__()
+            keys.append(
+                SortKey(expression, descending=False, name=name, nullable=False, attribute=name)
+            )
+    return keys
+
+
+def _sort_items(model: type[Any], order_by: object) -> list[Any]:
+    if order_by is None:
+        return []
+    if isinstance(order_by, str):
+        if len(order_by) > MAX_VALUE_LENGTH:
+            msg = "The sort specification is too long."
+            raise _error(model, message=msg, reason="value_too_long")
+        return [part.strip() for part in order_by.split(",")] if order_by.strip() else []
+    if isinstance(order_by, (list, tuple)):
+        return list(order_by)
+    msg = "The sort order must be a string or a list."
+    raise _error(model, message=msg, reason="invalid_filters")
+
+
+def _sort_keys(
+    model: type[Any], items: list[Any], whitelist: Collection[str] | None
+) -> list[SortKey]:
+    if len(items) > MAX_SORT_KEYS:
+        msg = f"At most {MAX_SORT_KEYS} sort fields are accepted."
+        raise _error(model, message=msg, reason="too_many_conditions")
+    keys: list[SortKey] = []
+    for item in items:
+        key = _sort_key(model, item, whitelist)
+        if any(existing.name == key.name for existing in keys):
+            msg = f"The sort field {_echo(key.name)!r} is given twice."
+            raise _error(model, message=msg, reason="duplicate_sort_field", field=key.name)
+        keys.append(key)
+    return keys
+
+
+def _sort_key(model: type[Any], item: object, whitelist: Collection[str] | None) -> SortKey:
+    if isinstance(item, str):
+        return _named_sort_key(model, item, whitelist)
+    if isinstance(item, UnaryExpression) and item.modifier in {
+        operators.asc_op,
+        operators.desc_op,
+    }:
+        key = _sort_key(model, item.element, whitelist)
+        return replace(key, descending=item.modifier is operators.desc_op)
+    if isinstance(item, QueryableAttribute):
+        item = item.__clause_element__()
+    if isinstance(item, ColumnElement):
+        attribute = _attribute_of(model, item)
+        if attribute is None:
+            return SortKey(item, descending=False, name=_render(item))
+        nullable = resolve(model, attribute).nullable
+        return SortKey(
+            item, descending=False, name=attribute, nullable=nullable, attribute=attribute
+        )
+    msg = "Sort fields must be names or SQLAlchemy expressions."
+    raise _error(model, message=msg, reason="invalid_field", field=item)
+
+
+def _named_sort_key(model: type[Any], item: str, whitelist: Collection[str] | None) -> SortKey:
+    name = item[1:] if item[:1] in {"-", "+"} else item
+    if not name:
+        msg = "The sort field name is empty."
+        raise _error(model, message=msg, reason="invalid_field", field=name)
+    if whitelist is None:  # trusted default: any column or hybrid
+        whitelist = frozenset(mapper_of(model).column_attrs.keys()) | hybrid_names(model)
+    if name not in whitelist:
+        msg = f"Cannot sort on {_echo(name)!r}."
+        raise _error(model, message=msg, reason="not_sortable", field=name)
+    target = resolve(model, name)
+    if target.path:
+        msg = f"{model.__name__}: cannot sort on the relationship path {name!r}."
+        raise ConfigurationError(msg, model=model)
+    descending = item.startswith("-")
+    return SortKey(target.expression, descending, name, nullable=target.nullable, attribute=name)
+
+
+def _attribute_of(model: type[Any], expression: ColumnElement[Any]) -> str | None:
+    if not isinstance(expression, ColumnClause):
+        return None
+    try:
+        return mapper_of(model).get_property_by_column(expression).key
+    except (UnmappedColumnError, KeyError):
+        return None
+
+
+def _render(expression: ColumnElement[Any]) -> str:
+    try:
+        return str(expression)
+    except Exception:  # noqa: BLE001 - some constructs compile on their own dialect only
+        return f"{type(expression).__name__}@{id(expression):x}"

@@ -1,0 +1,827 @@
+"""The generic async repository.
+
+```python
+class UserRepository(BaseRepository[User]):
+    sortable_fields = ("created_at", "name")
+
+
+async with sessionmaker() as session, session.begin():
+    repo = UserRepository(session)
+    user = await repo.create({"email": "ada@example.org"})
+    page = await repo.search(filters={"email__ilike": "%@example.org"}, order_by=["-created_at"])
+```
+
+The repository **flushes, never commits**: the caller owns the transaction. Statements
+that may violate a constraint run inside a SAVEPOINT where a failure would otherwise
+poison the transaction, so a [`ConflictError`][sqla_repo.exceptions.ConflictError]
+leaves the caller's session usable. Every read honours soft delete and tenant scoping;
+``include_deleted=True`` is the only opt-in.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, get_args, get_origin
+
+from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Mapper
+
+from sqla_repo import _bulk
+from sqla_repo._hooks import INCLUDE_DELETED
+from sqla_repo._paging import keyset_page
+from sqla_repo._statements import (
+    ModelInfo,
+    count_statement,
+    exists_statement,
+    pk_criterion,
+    update_values,
+)
+from sqla_repo._translate import translate_errors
+from sqla_repo.context import tenant_scope
+from sqla_repo.exceptions import (
+    ConfigurationError,
+    InvalidFilterError,
+    MultipleResultsFoundError,
+    NotFoundError,
+    RepositoryError,
+    TenantMismatchError,
+    TenantRequiredError,
+    UniqueViolationError,
+)
+from sqla_repo.filters import compile_filters, compile_order_by
+from sqla_repo.pagination import CursorPage, SearchResult
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.sql.base import ExecutableOption
+
+__all__ = ["BaseRepository"]
+
+ModelT = TypeVar("ModelT")
+"""The mapped class a repository manages."""
+
+Filters = Mapping[str, Any] | Sequence[tuple[str, str, Any]]
+OrderBy = str | Sequence[Any]
+
+
+def _is_int(value: object) -> bool:
+    """Whether *value* is a real ``int`` (``True`` is not a page size)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_mapped(value: object) -> bool:
+    return isinstance(value, type) and isinstance(sa_inspect(value, raiseerr=False), Mapper)
+
+
+class BaseRepository(Generic[ModelT]):
+    """CRUD, search, pagination and bulk operations for one mapped class.
+
+    Subclass it with the model as the generic argument (or set ``model``); construct it
+    with an ``AsyncSession``. Class-level settings:
+
+    Attributes:
+        model: The mapped class, inferred from ``BaseRepository[Model]``.
+        filterable_fields: Fields untrusted ``filters=`` may name (default: every column
+            attribute; relationship paths such as ``"author.email"`` only when listed).
+        sortable_fields: Fields untrusted ``order_by=`` strings may name (same default).
+        default_order_by: Order used when a call gives none; the primary key is always
+            appended as the final tiebreaker.
+        max_page_size: Largest ``limit`` that ``search()`` and ``paginate()`` accept.
+        max_in_values: Largest list an ``in``/``not_in`` filter accepts.
+        default_options: Loader options (eager loads) added to every read.
+        use_savepoints: Wrap writes that may fail in a SAVEPOINT where needed so that a
+            failure leaves the transaction usable. Turn off only when you never continue
+            a transaction after a [`ConflictError`][sqla_repo.exceptions.ConflictError].
+    """
+
+    model: type[ModelT]
+    filterable_fields: ClassVar[Collection[str] | None] = None
+    sortable_fields: ClassVar[Collection[str] | None] = None
+    default_order_by: ClassVar[Sequence[Any]] = ()
+    max_page_size: ClassVar[int] = 100
+    max_in_values: ClassVar[int] = 500
+    default_options: ClassVar[Sequence[ExecutableOption]] = ()
+    use_savepoints: ClassVar[bool] = True
+    _info_cache: ClassVar[ModelInfo | None] = None
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self._dialect_name: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._info_cache = None
+        model = cls.__dict__.get("model") or cls._model_from_generic()
+        if model is None:
+            model = getattr(cls, "model", None)
+        if model is None:
+            if getattr(cls, "__parameters__", ()):
+                return  # still generic: a base for other repositories
+            msg = f"{cls.__name__} has no model: subclass BaseRepository[Model] or set model"
+            raise ConfigurationError(msg)
+        if not _is_mapped(model):
+            msg = f"{cls.__name__}.model must be a mapped class, got {model!r}"
+            raise ConfigurationError(msg)
+        cls.model = model
+
+    @classmethod
+    def _model_from_generic(cls) -> type[Any] | None:
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            origin = get_origin(base)
+            if isinstance(origin, type) and issubclass(origin, BaseRepository):
+                for arg in get_args(base):
+                    if _is_mapped(arg):
+                        return arg  # type: ignore[no-any-return]
+        return None
+
+    # -- helpers -------------------------------------------------------------------
+
+    @property
+    def info(self) -> ModelInfo:
+        """Mapper facts about ``model`` (primary key, mixins), computed once per class."""
+        cls = type(self)
+        if cls._info_cache is None:
+            cls._info_cache = ModelInfo(self.model)
+        return cls._info_cache
+
+    @property
+    def dialect_name(self) -> str:
+        """The name of the dialect the session's bind uses for ``model``."""
+        if self._dialect_name is None:
+            self._dialect_name = self.session.get_bind(mapper=self.info.mapper).dialect.name
+        return self._dialect_name
+
+    def base_select(self) -> Select[Any]:
+        """Return the statement every read starts from; override to add joins."""
+        return select(self.model)
+
+    def _criteria(
+        self, where: Iterable[ColumnElement[bool]], filters: Filters | None, eq: Mapping[str, Any]
+    ) -> list[ColumnElement[bool]]:
+        criteria = list(where)
+        if filters:
+            criteria += compile_filters(
+                self.model, filters, allowed=self.filterable_fields, max_in=self.max_in_values
+            )
+        if eq:
+            info = self.info
+            unknown = sorted(set(eq) - info.column_keys)
+            if unknown:
+                msg = f"{self.model.__name__} has no column attribute(s) {', '.join(unknown)}"
+                raise InvalidFilterError(
+                    msg, model=self.model, detail={"field": unknown[0], "reason": "unknown field"}
+                )
+            criteria += [info.columns[k] == v for k, v in eq.items()]
+        return criteria
+
+    def _select(
+        self,
+        where: Iterable[ColumnElement[bool]],
+        filters: Filters | None,
+        eq: Mapping[str, Any],
+        options: Sequence[ExecutableOption],
+        *,
+        include_deleted: bool,
+    ) -> Select[Any]:
+        stmt = self.base_select()
+        criteria = self._criteria(where, filters, eq)
+        if criteria:
+            stmt = stmt.where(*criteria)
+        loader_options = (*self.default_options, *options)
+        if loader_options:
+            stmt = stmt.options(*loader_options)
+        if include_deleted:
+            stmt = stmt.execution_options(**{INCLUDE_DELETED: True})
+        return stmt
+
+    def _order(self, order_by: OrderBy | None) -> list[Any]:
+        return compile_order_by(
+            self.model,
+            order_by if order_by is not None else None,
+            allowed=self.sortable_fields,
+            default=self.default_order_by,
+        )
+
+    def _check_page(self, limit: int, offset: int = 0) -> None:
+        if not _is_int(limit) or limit <= 0:
+            raise InvalidFilterError(
+                "limit must be a positive integer",
+                model=self.model,
+                detail={"field": "limit", "reason": "must be a positive integer"},
+            )
+        if limit > self.max_page_size:
+            raise InvalidFilterError(
+                f"limit must not exceed {self.max_page_size}",
+                model=self.model,
+                detail={"field": "limit", "reason": f"must not exceed {self.max_page_size}"},
+            )
+        if not _is_int(offset) or offset < 0:
+            raise InvalidFilterError(
+                "offset must be a non-negative integer",
+                model=self.model,
+                detail={"field": "offset", "reason": "must be a non-negative integer"},
+            )
+
+    def _aborts_on_error(self) -> bool:
+        # PostgreSQL aborts the whole transaction on any error; MySQL and SQLite roll back
+        # only the failed statement.
+        return self.dialect_name == "postgresql"
+
+    @asynccontextmanager
+    async def _atomic(self, *, flush: bool = False) -> AsyncIterator[None]:
+        """Run a write so that its failure becomes a typed error and spares the transaction.
+
+        ORM flushes always need a SAVEPOINT: a failed flush rolls back the session's
+        transaction otherwise. Single statements need one only where an error aborts the
+        transaction (PostgreSQL).
+        """
+        with translate_errors(self.model):
+            if self.use_savepoints and (flush or self._aborts_on_error()):
+                if self.dialect_name == "sqlite":
+                    await self._begin_sqlite()
+                async with self.session.begin_nested():
+                    yield
+            else:
+                yield
+
+    async def _begin_sqlite(self) -> None:
+        # In its default mode Python's sqlite3 opens a transaction only before DML, so a
+        # SAVEPOINT issued first would open the transaction itself and its RELEASE would
+        # commit the caller's work. Start the transaction explicitly in that case.
+        conn = await self.session.connection()
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        if getattr(driver, "in_transaction", True) is False:
+            await conn.exec_driver_sql("BEGIN")
+
+    def _not_found(self, ident: Any) -> NotFoundError:
+        return NotFoundError(
+            f"{self.model.__name__} not found",
+            model=self.model,
+            detail={"identity": str(ident)},
+        )
+
+    def _visible(self, obj: ModelT | None, *, include_deleted: bool) -> ModelT | None:
+        """Apply soft-delete and tenant rules to an object the identity map returned."""
+        if obj is None:
+            return None
+        info = self.info
+        if info.soft_delete and not include_deleted and obj.deleted_at is not None:  # type: ignore[attr-defined]
+            return None
+        if info.tenant:
+            scope = tenant_scope()
+            if scope.all_tenants:
+                return obj
+            if scope.tenant is None:
+                raise TenantRequiredError(model=self.model)
+            if obj.tenant_id != scope.tenant:  # type: ignore[attr-defined]
+                return None
+        return obj
+
+    def _instance(self, obj_or_mapping: ModelT | Mapping[str, Any]) -> ModelT:
+        if isinstance(obj_or_mapping, self.model):
+            return obj_or_mapping
+        if not isinstance(obj_or_mapping, Mapping):
+            msg = f"expected a {self.model.__name__} or a mapping"
+            raise RepositoryError(msg, model=self.model)
+        self.info.check_keys(obj_or_mapping, what="field")
+        return self.model(**obj_or_mapping)
+
+    def _check_tenant_value(self, values: Mapping[str, Any]) -> None:
+        if not self.info.tenant or "tenant_id" not in values:
+            return
+        scope = tenant_scope()
+        if not scope.all_tenants and values["tenant_id"] != scope.tenant:
+            raise TenantMismatchError(model=self.model)
+
+    # -- reads ---------------------------------------------------------------------
+
+    async def get(
+        self,
+        ident: Any,
+        *,
+        options: Sequence[ExecutableOption] = (),
+        include_deleted: bool = False,
+    ) -> ModelT | None:
+        """Return the row with primary key *ident*, or ``None``.
+
+        Args:
+            ident: The primary key: a scalar, or a tuple/mapping for composite keys.
+            options: Loader options (e.g. ``selectinload(User.posts)``).
+            include_deleted: Also return a soft-deleted row.
+        """
+        loader_options = (*self.default_options, *options)
+        if loader_options:
+            # session.get() skips loader options for objects already in the identity map;
+            # a SELECT fills in whatever relationship is not loaded yet.
+            stmt = self._select(
+                (pk_criterion(self.info, ident),),
+                None,
+                {},
+                options,
+                include_deleted=include_deleted,
+            )
+            obj = (await self.session.scalars(stmt)).unique().one_or_none()
+        else:
+            execution_options = {INCLUDE_DELETED: True} if include_deleted else {}
+            obj = await self.session.get(
+                self.model, self.info.identity(ident), execution_options=execution_options
+            )
+        return self._visible(obj, include_deleted=include_deleted)
+
+    async def get_by_id(
+        self,
+        ident: Any,
+        *,
+        options: Sequence[ExecutableOption] = (),
+        include_deleted: bool = False,
+    ) -> ModelT:
+        """Return the row with primary key *ident*.
+
+        Raises:
+            NotFoundError: No visible row has that key (a soft-deleted row or another
+                tenant's row counts as missing).
+        """
+        obj = await self.get(ident, options=options, include_deleted=include_deleted)
+        if obj is None:
+            raise self._not_found(ident)
+        return obj
+
+    async def get_one_or_none(
+        self,
+        *where: ColumnElement[bool],
+        options: Sequence[ExecutableOption] = (),
+        include_deleted: bool = False,
+        **eq: Any,
+    ) -> ModelT | None:
+        """Return the single row matching *where* and *eq*, or ``None``.
+
+        Raises:
+            MultipleResultsFoundError: More than one row matches.
+        """
+        stmt = self._select(where, None, eq, options, include_deleted=include_deleted).limit(2)
+        rows = (await self.session.scalars(stmt)).unique().all()
+        if len(rows) > 1:
+            raise MultipleResultsFoundError(model=self.model)
+        return rows[0] if rows else None
+
+    async def get_one(
+        self,
+        *where: ColumnElement[bool],
+        options: Sequence[ExecutableOption] = (),
+        include_deleted: bool = False,
+        **eq: Any,
+    ) -> ModelT:
+        """Return the single row matching *where* and *eq*.
+
+        Raises:
+            NotFoundError: No row matches.
+            MultipleResultsFoundError: More than one row matches.
+        """
+        obj = await self.get_one_or_none(
+            *where, options=options, include_deleted=include_deleted, **eq
+        )
+        if obj is None:
+            raise NotFoundError(f"{self.model.__name__} not found", model=self.model)
+        return obj
+
+    async def list(
+        self,
+        *where: ColumnElement[bool],
+        filters: Filters | None = None,
+        order_by: OrderBy | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        options: Sequence[ExecutableOption] = (),
+        include_deleted: bool = False,
+        **eq: Any,
+    ) -> builtins.list[ModelT]:
+        """Return the rows matching *where*, *filters* and *eq*, in a deterministic order.
+
+        Args:
+            where: SQLAlchemy boolean expressions (trusted code).
+            filters: Untrusted filters, checked against ``filterable_fields``.
+            order_by: Sort fields (``"-created_at"``) or expressions; the primary key
+                is appended as the final tiebreaker.
+            limit: At most this many rows (not capped: ``list()`` is for trusted code).
+            offset: Skip this many rows.
+            options: Loader options.
+            include_deleted: Also return soft-deleted rows.
+            eq: Equality criteria on column attributes.
+        """
+        stmt = self._select(where, filters, eq, options, include_deleted=include_deleted)
+        stmt = stmt.order_by(*(key.clause() for key in self._order(order_by)))
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        if offset:
+            stmt = stmt.offset(offset)
+        result = await self.session.scalars(stmt)
+        return builtins.list(result.unique().all() if stmt._with_options else result.all())  # noqa: SLF001
+
+    async def count(
+        self,
+        *where: ColumnElement[bool],
+        filters: Filters | None = None,
+        include_deleted: bool = False,
+        **eq: Any,
+    ) -> int:
+        """Return how many rows match (distinct rows when ``base_select()`` joins)."""
+        stmt = self._select(where, filters, eq, (), include_deleted=include_deleted)
+        counter = count_statement(stmt, self.info)
+        if include_deleted:
+            counter = counter.execution_options(**{INCLUDE_DELETED: True})
+        return int(await self.session.scalar(counter) or 0)
+
+    async def exists(
+        self,
+        *where: ColumnElement[bool],
+        filters: Filters | None = None,
+        include_deleted: bool = False,
+        **eq: Any,
+    ) -> bool:
+        """Return whether any row matches, with an ``EXISTS`` query (never a full count)."""
+        stmt = exists_statement(self.info, self._criteria(where, filters, eq))
+        if include_deleted:
+            stmt = stmt.execution_options(**{INCLUDE_DELETED: True})
+        return bool(await self.session.scalar(stmt))
+
+    async def search(
+        self,
+        *where: ColumnElement[bool],
+        filters: Filters | None = None,
+        order_by: OrderBy | None = None,
+        limit: int = 20,
+        offset: int = 0,
+        options: Sequence[ExecutableOption] = (),
+        include_deleted: bool = False,
+        include_total: bool = True,
+    ) -> SearchResult[ModelT]:
+        """Return one offset page of matching rows and, unless skipped, the total.
+
+        The total comes from a separate ``COUNT`` over the filtered statement without
+        ORDER BY or loader options (a window ``COUNT(*) OVER ()`` would make the database
+        materialise every matching row, and reports 0 past the last page). It is skipped
+        when the page itself proves the total: a short page reached from offset 0 or from
+        within the rows.
+
+        Raises:
+            InvalidFilterError: Bad filter or sort input, ``limit`` outside
+                ``1..max_page_size`` or a negative ``offset``.
+        """
+        self._check_page(limit, offset)
+        stmt = self._select(where, filters, {}, options, include_deleted=include_deleted)
+        page = stmt.order_by(*(key.clause() for key in self._order(order_by)))
+        page = page.limit(limit if include_total else limit + 1).offset(offset or None)
+        result = await self.session.scalars(page)
+        items = builtins.list(result.unique().all() if page._with_options else result.all())  # noqa: SLF001
+        total: int | None = None
+        has_more = False
+        if include_total:
+            if len(items) < limit and (items or offset == 0):
+                total = offset + len(items)
+            else:
+                counter = count_statement(stmt, self.info)
+                if include_deleted:
+                    counter = counter.execution_options(**{INCLUDE_DELETED: True})
+                total = int(await self.session.scalar(counter) or 0)
+            has_more = offset + len(items) < total
+        else:
+            has_more = len(items) > limit
+            del items[limit:]
+        return SearchResult(items=items, total=total, limit=limit, offset=offset, has_more=has_more)
+
+    async def paginate(
+        self,
+        *where: ColumnElement[bool],
+        filters: Filters | None = None,
+        order_by: OrderBy | None = None,
+        limit: int = 20,
+        after: str | None = None,
+        before: str | None = None,
+        options: Sequence[ExecutableOption] = (),
+        include_deleted: bool = False,
+    ) -> CursorPage[ModelT]:
+        """Return one keyset page: cost independent of depth, stable under inserts.
+
+        Rows are compared on the sort keys plus the primary key, so a page never skips or
+        repeats a row when rows are inserted or deleted before the cursor.
+
+        Args:
+            where: SQLAlchemy boolean expressions (trusted code).
+            filters: Untrusted filters, checked against ``filterable_fields``.
+            order_by: Sort fields or expressions; cursors are bound to this order.
+            limit: Page size, ``1..max_page_size``.
+            after: Cursor from a previous page's ``next_cursor``.
+            before: Cursor from a previous page's ``previous_cursor``.
+            options: Loader options.
+            include_deleted: Also return soft-deleted rows.
+
+        Raises:
+            InvalidFilterError: Bad filter/sort input, a bad ``limit``, both cursors
+                given, or a malformed, tampered or mismatched cursor.
+        """
+        self._check_page(limit)
+        stmt = self._select(where, filters, {}, options, include_deleted=include_deleted)
+        return await keyset_page(
+            self.session,
+            stmt,
+            self.model,
+            self._order(order_by),
+            limit=limit,
+            after=after,
+            before=before,
+        )
+
+    async def stream(
+        self,
+        *where: ColumnElement[bool],
+        filters: Filters | None = None,
+        order_by: OrderBy | None = None,
+        batch_size: int = 1000,
+        options: Sequence[ExecutableOption] = (),
+        include_deleted: bool = False,
+        **eq: Any,
+    ) -> AsyncIterator[ModelT]:
+        """Yield matching rows in constant memory, fetching *batch_size* rows at a time.
+
+        Uses a server-side cursor where the driver has one (``yield_per``). Keep the
+        transaction open while iterating.
+        """
+        stmt = self._select(where, filters, eq, options, include_deleted=include_deleted)
+        stmt = stmt.order_by(*(key.clause() for key in self._order(order_by)))
+        result = await self.session.stream_scalars(stmt.execution_options(yield_per=batch_size))
+        async for obj in result:
+            yield obj
+
+    # -- writes --------------------------------------------------------------------
+
+    async def create(self, obj_or_mapping: ModelT | Mapping[str, Any], /) -> ModelT:
+        """Insert one row and return it with its key and defaults.
+
+        Raises:
+            ConflictError: An integrity constraint refused the row (the subclass names
+                which kind); the session stays usable.
+            RepositoryError: The mapping names an attribute the model does not have.
+        """
+        obj = self._instance(obj_or_mapping)
+        async with self._atomic(flush=True):
+            self.session.add(obj)
+            await self.session.flush()
+        return obj
+
+    async def get_or_create(
+        self, defaults: Mapping[str, Any] | None = None, **unique_eq: Any
+    ) -> tuple[ModelT, bool]:
+        """Return the row matching *unique_eq*, creating it from *unique_eq* and *defaults*.
+
+        Race-safe: *unique_eq* must name a unique constraint. When a concurrent
+        transaction inserts the same key first, the INSERT fails inside a SAVEPOINT and
+        the row is read again with a locking read (which sees the latest committed row
+        even under MySQL's REPEATABLE READ). Returns ``(row, created)``.
+
+        Raises:
+            ConflictError: The key is taken by a row this call may not see (soft-deleted
+                or, with a global unique key, another tenant's).
+        """
+        if not unique_eq:
+            msg = "get_or_create() needs at least one key=value"
+            raise RepositoryError(msg, model=self.model)
+        found = await self.get_one_or_none(**unique_eq)
+        if found is not None:
+            return found, False
+        try:
+            return await self.create({**(defaults or {}), **unique_eq}), True
+        except RepositoryError as conflict:
+            if not isinstance(conflict, UniqueViolationError):
+                raise
+            stmt = self._select((), None, unique_eq, (), include_deleted=False)
+            stmt = stmt.with_for_update(read=True).execution_options(populate_existing=True)
+            found = (await self.session.scalars(stmt)).one_or_none()
+            if found is None:
+                raise
+            return found, False
+
+    async def bulk_create(
+        self, rows: Iterable[ModelT | Mapping[str, Any]], *, batch_size: int = 1000
+    ) -> builtins.list[ModelT]:
+        """Insert many rows with multi-row ``INSERT … RETURNING`` and return them in order.
+
+        All or nothing: the batches run inside one SAVEPOINT. Instances given are used as
+        value carriers; the returned objects are the persistent ones.
+
+        Raises:
+            ConflictError: A row broke a constraint; nothing was inserted.
+        """
+        values = _bulk.row_dicts(self.info, rows)
+        if not values:
+            return []
+        for row in values:
+            self._check_tenant_value(row)
+        async with self._atomic(flush=True):
+            return await _bulk.insert_returning(
+                self.session, self.info, values, batch_size=batch_size, dialect=self.dialect_name
+            )
+
+    async def update(
+        self,
+        obj_or_id: Any,
+        values: Mapping[str, Any] | None = None,
+        /,
+        **changes: Any,
+    ) -> ModelT:
+        """Change attributes of one row and return it.
+
+        Given an instance, the attributes are set and flushed (with the version check of
+        [`VersionMixin`][sqla_repo.mixins.VersionMixin]). Given a key, one
+        ``UPDATE … RETURNING`` runs without loading the row first (``UPDATE`` then a
+        ``SELECT`` where the dialect has no ``UPDATE … RETURNING``); the version is
+        incremented without a check.
+
+        Raises:
+            NotFoundError: No visible row has that key.
+            ConcurrencyError: The instance's version is stale.
+            ConflictError: The change breaks a constraint.
+        """
+        merged = {**(values or {}), **changes}
+        self.info.check_keys(merged, what="field")
+        self._check_tenant_value(merged)
+        if isinstance(obj_or_id, self.model):
+            async with self._atomic(flush=True):
+                for key, value in merged.items():
+                    setattr(obj_or_id, key, value)
+                await self.session.flush()
+            return obj_or_id
+        if not merged:
+            return await self.get_by_id(obj_or_id)
+        async with self._atomic():
+            obj = await _bulk.update_returning(
+                self.session,
+                self.info,
+                pk_criterion(self.info, obj_or_id),
+                update_values(self.info, merged),
+                update_returning=self.session.get_bind().dialect.update_returning,
+            )
+        if obj is None:
+            raise self._not_found(obj_or_id)
+        return obj  # type: ignore[no-any-return]
+
+    async def update_where(
+        self,
+        *where: ColumnElement[bool],
+        values: Mapping[str, Any],
+        include_deleted: bool = False,
+    ) -> int:
+        """Update every visible row matching *where*; return how many rows changed.
+
+        ``updated_at``/``updated_by`` are stamped and ``version`` is incremented.
+        """
+        self.info.check_keys(values, what="field")
+        self._check_tenant_value(values)
+        async with self._atomic():
+            return await _bulk.update_where(
+                self.session, self.info, where, update_values(self.info, values), include_deleted
+            )
+
+    async def bulk_update(
+        self, rows: Iterable[Mapping[str, Any]], *, include_deleted: bool = False
+    ) -> int:
+        """Update rows by primary key (each mapping holds the key and new values).
+
+        Rows of another tenant and soft-deleted rows are skipped; returns how many rows
+        were updated. ``updated_at``, ``updated_by`` and ``version`` are maintained.
+        """
+        rows = builtins.list(rows)
+        for row in rows:
+            self._check_tenant_value(row)
+        async with self._atomic(flush=len(rows) > 1):
+            return await _bulk.bulk_update(
+                self.session, self.info, rows, include_deleted=include_deleted
+            )
+
+    async def upsert(
+        self,
+        values: Mapping[str, Any],
+        *,
+        conflict_on: Sequence[str],
+        update: Sequence[str] | None = None,
+    ) -> ModelT:
+        """Insert a row or, when *conflict_on* matches an existing row, update it.
+
+        Args:
+            values: The row.
+            conflict_on: The columns of the unique constraint that decides a conflict
+                (on MySQL/MariaDB the server checks every unique key; these columns are
+                used to read the row back).
+            update: Columns to take from *values* on conflict (default: every given
+                column except the key, ``conflict_on`` and ``created_*``).
+
+        Raises:
+            ConflictError: The conflicting row is soft-deleted or another tenant's.
+        """
+        rows = await self.bulk_upsert([values], conflict_on=conflict_on, update=update)
+        return rows[0]
+
+    async def bulk_upsert(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        conflict_on: Sequence[str],
+        update: Sequence[str] | None = None,
+        batch_size: int = 1000,
+    ) -> builtins.list[ModelT]:
+        """Upsert many rows atomically; return the resulting rows in input order.
+
+        See [`upsert()`][sqla_repo.repository.BaseRepository.upsert]. Two rows with the
+        same *conflict_on* values are refused before anything runs.
+        """
+        values = _bulk.row_dicts(self.info, rows)
+        if not values:
+            return []
+        for row in values:
+            self._check_tenant_value(row)
+        async with self._atomic(flush=True):
+            return await _bulk.upsert(
+                self.session,
+                self.info,
+                values,
+                conflict_on=conflict_on,
+                update=update,
+                batch_size=batch_size,
+                dialect=self.dialect_name,
+            )
+
+    async def delete(self, obj_or_id: Any, *, include_deleted: bool = False) -> None:
+        """Delete one row for good (a hard delete), by instance or primary key.
+
+        By key, one ``DELETE`` runs without loading the row.
+
+        Raises:
+            NotFoundError: No visible row has that key.
+            ConflictError: Other rows still reference it.
+        """
+        if isinstance(obj_or_id, self.model):
+            async with self._atomic(flush=True):
+                await self.session.delete(obj_or_id)
+                await self.session.flush()
+            return
+        async with self._atomic():
+            count = await _bulk.delete_where(
+                self.session, self.info, (pk_criterion(self.info, obj_or_id),), include_deleted
+            )
+        if count == 0:
+            raise self._not_found(obj_or_id)
+
+    async def delete_where(self, *where: ColumnElement[bool], include_deleted: bool = False) -> int:
+        """Delete every visible row matching *where* for good; return how many."""
+        async with self._atomic():
+            return await _bulk.delete_where(self.session, self.info, where, include_deleted)
+
+    def _require_soft_delete(self) -> None:
+        if not self.info.soft_delete:
+            msg = f"{self.model.__name__} does not use SoftDeleteMixin"
+            raise RepositoryError(msg, model=self.model)
+
+    async def soft_delete(self, obj_or_id: Any) -> ModelT:
+        """Mark one row deleted (``deleted_at`` = now) and return it.
+
+        Deleting an already soft-deleted row raises ``NotFoundError``, like any other
+        invisible row.
+
+        Raises:
+            RepositoryError: The model has no ``SoftDeleteMixin``.
+            NotFoundError: No visible row has that key.
+        """
+        self._require_soft_delete()
+        return await self._set_deleted(obj_or_id, deleted=True)
+
+    async def restore(self, obj_or_id: Any) -> ModelT:
+        """Clear ``deleted_at`` of one row and return it (a live row is returned as is).
+
+        Raises:
+            RepositoryError: The model has no ``SoftDeleteMixin``.
+            NotFoundError: No row (deleted or not) has that key.
+        """
+        self._require_soft_delete()
+        return await self._set_deleted(obj_or_id, deleted=False)
+
+    async def _set_deleted(self, obj_or_id: Any, *, deleted: bool) -> ModelT:
+        value = _bulk.utcnow() if deleted else None
+        if isinstance(obj_or_id, self.model):
+            if deleted and obj_or_id.deleted_at is not None:  # type: ignore[attr-defined]
+                raise self._not_found(sa_inspect(obj_or_id).identity)
+            return await self.update(obj_or_id, deleted_at=value)
+        async with self._atomic():
+            obj = await _bulk.update_returning(
+                self.session,
+                self.info,
+                pk_criterion(self.info, obj_or_id),
+                update_values(self.info, {"deleted_at": value}),
+                update_returning=self.session.get_bind().dialect.update_returning,
+                include_deleted=not deleted,
+            )
+        if obj is None:
+            raise self._not_found(obj_or_id)
+        return obj  # type: ignore[no-any-return]

@@ -1,0 +1,73 @@
+"""Static checks: users' repositories get precise types (checked by mypy, never run)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+from sqlalchemy import String
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_column
+from typing_extensions import assert_type
+
+from sqla_repo import BaseRepository, CursorPage, IntegerPKMixin, SearchResult, TimestampMixin
+
+
+class PlainBase(DeclarativeBase):
+    pass
+
+
+class Author(IntegerPKMixin, TimestampMixin, PlainBase):
+    __tablename__ = "typing_authors"
+    name: Mapped[str] = mapped_column(String(50))
+
+
+class DataclassBase(MappedAsDataclass, DeclarativeBase):
+    pass
+
+
+class Book(DataclassBase):
+    __tablename__ = "typing_books"
+    id: Mapped[int] = mapped_column(primary_key=True, init=False)
+    title: Mapped[str] = mapped_column(String(50))
+
+
+T = TypeVar("T")
+
+
+class AppRepository(BaseRepository[T]):
+    max_page_size = 50
+
+
+class AuthorRepository(AppRepository[Author]):
+    async def find(self, name: str) -> Author | None:
+        return await self.get_one_or_none(name=name)
+
+
+class BookRepository(BaseRepository[Book]):
+    pass
+
+
+async def check(session: AsyncSession) -> None:
+    authors = AuthorRepository(session)
+    assert_type(await authors.get(1), Author | None)
+    assert_type(await authors.get_by_id(1), Author)
+    assert_type(await authors.get_one(name="x"), Author)
+    assert_type(await authors.list(), list[Author])
+    assert_type(await authors.search(), SearchResult[Author])
+    assert_type(await authors.paginate(), CursorPage[Author])
+    assert_type(await authors.create({"name": "x"}), Author)
+    assert_type(await authors.create(Author(name="x")), Author)
+    assert_type(await authors.get_or_create(name="x"), tuple[Author, bool])
+    assert_type(await authors.bulk_create([{"name": "x"}]), list[Author])
+    assert_type(await authors.update(1, name="y"), Author)
+    assert_type(await authors.upsert({"name": "x"}, conflict_on=["name"]), Author)
+    assert_type(await authors.soft_delete(1), Author)
+    assert_type(await authors.count(), int)
+    assert_type(await authors.exists(), bool)
+    assert_type(await authors.find("x"), Author | None)
+    async for author in authors.stream():
+        assert_type(author, Author)
+    books = BookRepository(session)
+    assert_type(await books.get_by_id(1), Book)
+    assert_type((await books.search()).items, Sequence[Book])
