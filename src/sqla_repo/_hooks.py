@@ -17,7 +17,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, false
+import sqlalchemy
+from sqlalchemy import ColumnElement, event, false
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, with_loader_criteria
 
 from sqla_repo.context import tenant_scope
@@ -28,10 +29,13 @@ from sqla_repo.mixins.tenant import TenantMixin
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["INCLUDE_DELETED", "register"]
+__all__ = ["INCLUDE_DELETED", "NEEDS_EXPLICIT_EXISTS_CRITERIA", "entity_criteria", "register"]
 
 INCLUDE_DELETED = "include_deleted"
 """The execution option that lifts the soft-delete criteria for one statement."""
+
+NEEDS_EXPLICIT_EXISTS_CRITERIA = sqlalchemy.__version__.startswith("2.0.")
+"""SQLAlchemy 2.0 leaves loader criteria out of the EXISTS that ``any()``/``has()`` build."""
 
 _lock = threading.Lock()
 _enabled = {"soft_delete": False, "tenant": False, "listeners": False}
@@ -55,6 +59,22 @@ def register(*, soft_delete: bool = False, tenant: bool = False) -> None:
             event.listen(Session, "do_orm_execute", _on_execute)
             event.listen(Session, "before_flush", _on_before_flush)
             _enabled["listeners"] = True
+
+
+def entity_criteria(cls: type[Any]) -> list[ColumnElement[bool]]:
+    """The criteria the hooks would add for *cls*, as plain expressions.
+
+    For places the ``with_loader_criteria`` options do not reach (the EXISTS of
+    ``any()``/``has()`` on SQLAlchemy 2.0).
+    """
+    out: list[ColumnElement[bool]] = []
+    if issubclass(cls, SoftDeleteMixin):
+        out.append(cls.deleted_at.is_(None))
+    if issubclass(cls, TenantMixin):
+        scope = tenant_scope()
+        if not scope.all_tenants:
+            out.append(false() if scope.tenant is None else cls.tenant_id == scope.tenant)
+    return out
 
 
 def _tenant_mapper(mappers: Iterable[Any]) -> type[Any] | None:

@@ -80,13 +80,14 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Boolean, false, or_, true
+from sqlalchemy import Boolean, and_, false, or_, true
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.orm.exc import UnmappedColumnError
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement, UnaryExpression
 
 from sqla_repo._coerce import CoercionError, coerce, is_text, python_type
+from sqla_repo._hooks import NEEDS_EXPLICIT_EXISTS_CRITERIA, entity_criteria
 from sqla_repo._sql import ESCAPE, Field, Like, NullsSmallest, hybrid_names, mapper_of, resolve
 from sqla_repo.exceptions import ConfigurationError, InvalidFilterError
 
@@ -349,6 +350,8 @@ def _condition(
 def _through(target: Field, condition: ColumnElement[bool]) -> ColumnElement[bool]:
     """Wrap a condition on a related column in EXISTS subqueries, innermost first."""
     for attribute, uselist in reversed(target.path):
+        if NEEDS_EXPLICIT_EXISTS_CRITERIA:
+            condition = and_(condition, *entity_criteria(attribute.property.mapper.class_))
         condition = attribute.any(condition) if uselist else attribute.has(condition)
     return condition
 
