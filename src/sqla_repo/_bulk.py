@@ -52,6 +52,15 @@ def row_dicts(info: ModelInfo, rows: Iterable[Any]) -> list[dict[str, Any]]:
             if state.session_id is not None or state.key is not None:
                 msg = "bulk operations take new (transient) instances or mappings"
                 raise RepositoryError(msg, model=info.model)
+            related = sorted(
+                k for k in info.relationship_keys if state.dict.get(k) not in (None, [])
+            )
+            if related:
+                msg = (
+                    "bulk operations ignore relationships; set the foreign key instead "
+                    f"({', '.join(related)})"
+                )
+                raise RepositoryError(msg, model=info.model, detail={"fields": related})
             out.append({k: v for k, v in state.dict.items() if k in info.column_keys})
         elif isinstance(row, Mapping):
             info.check_keys(row, what="field")
@@ -70,14 +79,35 @@ async def insert_returning(
     batch_size: int,
     dialect: str,
 ) -> list[Any]:
-    """Insert *rows* with multi-row ``INSERT … RETURNING``; return objects in input order."""
+    """Insert *rows* with multi-row ``INSERT … RETURNING``; return objects in input order.
+
+    The ORM batches only consecutive rows with the same keys, so rows are grouped by key
+    set first (one multi-row INSERT per group) and put back in input order afterwards.
+    """
+    groups: dict[frozenset[str], list[int]] = {}
+    for index, row in enumerate(rows):
+        groups.setdefault(frozenset(row), []).append(index)
+    out: list[Any] = [None] * len(rows)
+    for indexes in groups.values():
+        objs = await _insert_uniform(
+            session, info, [rows[i] for i in indexes], batch_size=batch_size, dialect=dialect
+        )
+        for index, obj in zip(indexes, objs, strict=True):
+            out[index] = obj
+    return out
+
+
+async def _insert_uniform(
+    session: AsyncSession,
+    info: ModelInfo,
+    rows: Sequence[dict[str, Any]],
+    *,
+    batch_size: int,
+    dialect: str,
+) -> list[Any]:
     out: list[Any] = []
-    first_keys = rows[0].keys()
     sortable_by_key = (
-        dialect == "sqlite"
-        and info.single_int_autoincrement_pk
-        and info.pk_keys[0] not in first_keys
-        and all(row.keys() == first_keys for row in rows)
+        dialect == "sqlite" and info.single_int_autoincrement_pk and info.pk_keys[0] not in rows[0]
     )
     if sortable_by_key:
         # SQLite's RETURNING order is unspecified, and SQLAlchemy's sort_by_parameter_order
@@ -142,6 +172,17 @@ async def update_where(
         .execution_options(**{INCLUDE_DELETED: include_deleted})
     )
     result = await session.execute(stmt)
+    # "evaluate" synchronisation cannot compute SQL expressions such as version + 1 and
+    # expires them instead: reading them later would need lazy IO (MissingGreenlet).
+    expired = [
+        state.identity
+        for state in session.sync_session.identity_map.all_states()
+        if isinstance(state.obj(), info.model)
+        and state.identity is not None
+        and state.expired_attributes
+        and not state.expired
+    ]
+    await _refresh_loaded(session, info, expired)
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -184,6 +225,7 @@ async def bulk_update(
     if not idents:
         return 0
     dialect = session.get_bind(mapper=info.mapper).dialect
+    bind = {"mapper": info.mapper}
     matched: int | None = None
     if not dialect.supports_sane_multi_rowcount:
         # The driver cannot count executemany rows (asyncpg): count the visible targets.
@@ -192,11 +234,11 @@ async def bulk_update(
         counter = select(func.count()).where(
             pk.in_(keys_in), *guard_criteria(info, include_deleted=include_deleted)
         )
-        matched = int(await session.scalar(counter) or 0)
+        matched = int(await session.scalar(counter, bind_arguments=bind) or 0)
     total = 0
     for keys, group in groups.items():
         stmt = bulk_update_statement(info, keys, include_deleted=include_deleted)
-        result = await session.execute(stmt, group)
+        result = await session.execute(stmt, group, bind_arguments=bind)
         total += max(int(result.rowcount), 0)  # type: ignore[attr-defined]
     await _refresh_loaded(session, info, idents)
     return matched if matched is not None else total
@@ -205,13 +247,23 @@ async def bulk_update(
 async def _refresh_loaded(
     session: AsyncSession, info: ModelInfo, idents: Iterable[tuple[Any, ...]]
 ) -> None:
-    # Core statements leave loaded objects stale; refresh the few that are in the
-    # session rather than expiring them (an expired attribute would need lazy IO).
+    # Core statements leave loaded objects stale; reload the ones in the session with one
+    # SELECT rather than expiring them (an expired attribute would need lazy IO).
     identity_map = session.sync_session.identity_map
-    for ident in idents:
-        obj = identity_map.get(info.mapper.identity_key_from_primary_key(ident))
-        if obj is not None:
-            await session.refresh(obj)
+    loaded = [
+        ident
+        for ident in idents
+        if info.mapper.identity_key_from_primary_key(ident) in identity_map
+    ]
+    if not loaded:
+        return
+    composite = len(info.pk_attrs) > 1
+    target = tuple_(*info.pk_attrs) if composite else info.pk_attrs[0]
+    for start in range(0, len(loaded), 500):
+        chunk = loaded[start : start + 500]
+        stmt = select(info.model).where(target.in_(chunk if composite else [i[0] for i in chunk]))
+        opts = {"populate_existing": True, INCLUDE_DELETED: True}
+        await session.execute(stmt.execution_options(**opts))
 
 
 def _conflict_keys(
@@ -223,7 +275,7 @@ def _conflict_keys(
         raise RepositoryError(msg, model=info.model)
     info.check_keys(conflict_on, what="conflict column")
     scope = tenant_scope()
-    out = list(rows)
+    out = [dict(row) for row in rows]
     if info.tenant and "tenant_id" in conflict_on and scope.tenant is not None:
         out = [{"tenant_id": scope.tenant, **row} for row in out]
     wanted: list[tuple[Any, ...]] = []
@@ -232,6 +284,8 @@ def _conflict_keys(
         if missing:
             msg = f"every row needs the conflict_on columns ({', '.join(missing)} missing)"
             raise RepositoryError(msg, model=info.model)
+        # Compare keys as the database returns them ("3" -> 3, str -> UUID).
+        row.update({k: info.coerce_value(k, row[k]) for k in conflict_on})
         wanted.append(tuple(row[k] for k in conflict_on))
     if len(set(wanted)) != len(wanted):
         msg = "two rows have the same conflict_on values"
@@ -253,10 +307,16 @@ async def _read_back(
     for start in range(0, len(wanted), batch_size):
         chunk = wanted[start : start + batch_size]
         values = chunk if len(attrs) > 1 else [w[0] for w in chunk]
-        stmt = select(info.model).where(target.in_(values))
+        # A locking read sees the latest committed row: under REPEATABLE READ a plain
+        # read misses a row committed after the snapshot that the upsert left unchanged.
+        stmt = select(info.model).where(target.in_(values)).with_for_update(read=True)
         for obj in (await session.scalars(stmt.execution_options(populate_existing=True))).all():
             found[tuple(getattr(obj, k) for k in conflict_on)] = obj
     return found
+
+
+def _fold(value: Any) -> Any:
+    return value.casefold().rstrip(" ") if isinstance(value, str) else value
 
 
 async def upsert(
@@ -283,6 +343,12 @@ async def upsert(
         for batch in _chunks(rows, batch_size):
             await session.execute(stmt, batch)
         found = await _read_back(session, info, conflict_on, wanted, batch_size)
+        # MariaDB/MySQL compare with the column collation (case-insensitive, PAD SPACE by
+        # default): the row found for "Bob@x.org " may hold "bob@x.org".
+        folded = {tuple(map(_fold, key)): obj for key, obj in found.items()}
+        for w in wanted:
+            if w not in found and tuple(map(_fold, w)) in folded:
+                found[w] = folded[tuple(map(_fold, w))]
     if any(w not in found for w in wanted):
         # The conflicting row exists but is soft-deleted or another tenant's.
         raise ConflictError(model=info.model, detail={"fields": list(conflict_on)})

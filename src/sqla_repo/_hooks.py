@@ -100,26 +100,33 @@ def _on_execute(state: ORMExecuteState) -> None:
     ):
         options.append(_NOT_DELETED)
     if _enabled["tenant"]:
-        scope = tenant_scope()
-        if not scope.all_tenants:
-            if scope.tenant is None:
-                model = _tenant_mapper(state.all_mappers)
-                if model is not None:
-                    raise TenantRequiredError(model=model)
-                options.append(_NO_TENANT)
-            elif not is_insert:
-                tenant_id = scope.tenant
-                options.append(
-                    with_loader_criteria(
-                        TenantMixin,
-                        lambda cls: cls.tenant_id == tenant_id,
-                        include_aliases=True,
-                    )
-                )
-            else:
-                _check_insert_parameters(state, scope.tenant)
+        tenant_option = _tenant_option(state)
+        if tenant_option is not None:
+            options.append(tenant_option)
     if options and not is_insert:
         state.statement = state.statement.options(*options)
+
+
+def _tenant_option(state: ORMExecuteState) -> Any:
+    """Return the tenant criteria option for *state*, or raise when no tenant is set."""
+    scope = tenant_scope()
+    if scope.all_tenants:
+        return None
+    if scope.tenant is None:
+        mappers = [*state.all_mappers]
+        if state.bind_mapper is not None:
+            mappers.append(state.bind_mapper)  # select(func.count()).select_from(M)
+        model = _tenant_mapper(mappers)
+        if model is not None:
+            raise TenantRequiredError(model=model)
+        return _NO_TENANT
+    if state.is_insert:
+        _check_insert_parameters(state, scope.tenant)
+        return None
+    tenant_id = scope.tenant
+    return with_loader_criteria(
+        TenantMixin, lambda cls: cls.tenant_id == tenant_id, include_aliases=True
+    )
 
 
 def _check_insert_parameters(state: ORMExecuteState, tenant_id: str) -> None:

@@ -15,8 +15,14 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper
 from sqlalchemy.sql import Join
 
+from sqla_repo._coerce import UNSUPPORTED, CoercionError, coerce, python_type
 from sqla_repo.context import tenant_scope
-from sqla_repo.exceptions import ConfigurationError, RepositoryError, TenantRequiredError
+from sqla_repo.exceptions import (
+    ConfigurationError,
+    InvalidFilterError,
+    RepositoryError,
+    TenantRequiredError,
+)
 from sqla_repo.mixins.soft_delete import SoftDeleteMixin
 from sqla_repo.mixins.tenant import TenantMixin
 from sqla_repo.mixins.version import VersionMixin
@@ -85,23 +91,51 @@ class ModelInfo:
         """Normalise a primary-key value (scalar, tuple or mapping) to a tuple."""
         if isinstance(ident, Mapping):
             try:
-                return tuple(ident[k] for k in self.pk_keys)
+                values = tuple(ident[k] for k in self.pk_keys)
             except KeyError as exc:
                 msg = f"identity must name every primary key column: {self.pk_keys}"
                 raise RepositoryError(msg, model=self.model) from exc
-        if isinstance(ident, tuple):
+        elif isinstance(ident, tuple):
             if len(ident) != len(self.pk_keys):
                 msg = f"identity must have {len(self.pk_keys)} values"
                 raise RepositoryError(msg, model=self.model)
-            return ident
-        if len(self.pk_keys) != 1:
+            values = ident
+        elif len(self.pk_keys) != 1:
             msg = f"identity must have {len(self.pk_keys)} values"
             raise RepositoryError(msg, model=self.model)
-        return (ident,)
+        else:
+            values = (ident,)
+        return tuple(self.coerce_value(k, v) for k, v in zip(self.pk_keys, values, strict=True))
 
-    def check_keys(self, keys: Iterable[str], *, what: str) -> None:
-        """Raise a clear error when *keys* name no writable column of the model."""
-        unknown = sorted(set(keys) - self.writable_keys - self.relationship_keys)
+    def coerce_value(self, key: str, value: Any) -> Any:
+        """Coerce a key value (often a path parameter) to the column's Python type.
+
+        A value the column cannot hold never reaches the driver: asyncpg and psycopg
+        would raise a raw ``DataError`` (psycopg aborting the transaction), MariaDB would
+        compare ``'1abc'`` as ``1``.
+        """
+        column = self.columns[key]
+        if value is None or python_type(column.type) is UNSUPPORTED:
+            return value
+        try:
+            return coerce(value, column.type, max_length=None)
+        except CoercionError as exc:
+            raise InvalidFilterError(
+                exc.message, model=self.model, detail={"field": key, "reason": exc.reason}
+            ) from None
+
+    def check_keys(self, keys: Iterable[str], *, what: str, relationships: bool = False) -> None:
+        """Raise a clear error when *keys* name no writable column of the model.
+
+        Relationship names are accepted only where the unit of work applies them
+        (``relationships=True``); a Core statement would turn ``author=None`` into
+        ``SET id = (author_id IS NULL)``.
+        """
+        if isinstance(keys, str):
+            msg = f"expected a collection of {what} names, not one string"
+            raise RepositoryError(msg, model=self.model)
+        allowed = self.writable_keys | (self.relationship_keys if relationships else frozenset())
+        unknown = sorted(set(keys) - allowed)
         if unknown:
             msg = f"{self.model.__name__} has no writable attribute(s) {', '.join(unknown)}"
             raise RepositoryError(

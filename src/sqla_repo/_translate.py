@@ -22,6 +22,7 @@ from sqla_repo.exceptions import (
     ConcurrencyError,
     ConflictError,
     ForeignKeyViolationError,
+    InvalidValueError,
     NotNullViolationError,
     RepositoryError,
     UniqueViolationError,
@@ -216,6 +217,21 @@ TRANSIENT_SQLITE_CODES: Final = frozenset({5, 261, 517, 773})
 """SQLite ``SQLITE_BUSY`` and its extended codes ("database is locked")."""
 
 
+DATA_MYSQL_ERRNOS: Final = frozenset({1264, 1265, 1292, 1366, 1406, 1411, 3140})
+"""MySQL/MariaDB out of range, truncated, incorrect value, data too long, invalid JSON."""
+
+
+def _data_error(error: sa_exc.DBAPIError, codes: _Codes) -> bool:
+    # SQLSTATE class 22 (data exception); asyncpg reports client-side encoding failures
+    # ("invalid input for query argument") as a DataError without a SQLSTATE.
+    return (
+        (codes.sqlstate is not None and codes.sqlstate.startswith("22"))
+        or codes.errno in DATA_MYSQL_ERRNOS
+        or (codes.sqlstate is None and codes.errno is None and isinstance(error, sa_exc.DataError))
+        or type(error.orig).__name__ == "DataError"
+    )
+
+
 def _transient(codes: _Codes) -> bool:
     return (
         codes.sqlstate in TRANSIENT_SQLSTATES
@@ -241,6 +257,8 @@ def translate(error: BaseException, model: type[Any] | None = None) -> Repositor
             # A not-null violation names a column; the other classes name a constraint.
             column = codes.column if issubclass(cls, NotNullViolationError) else None
             return cls(model=model, constraint=codes.constraint, column=column)
+        if _data_error(error, codes):
+            return InvalidValueError(model=model, detail={"reason": "invalid_value"})
     return None
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "ConflictError",
     "ForeignKeyViolationError",
     "InvalidFilterError",
+    "InvalidValueError",
     "MultipleResultsFoundError",
     "NotFoundError",
     "NotNullViolationError",
@@ -131,6 +132,13 @@ class ConcurrencyError(RepositoryError):
 
     code = "concurrency_conflict"
     default_message = "The row was changed by someone else; reload it and try again."
+
+
+class InvalidValueError(RepositoryError, ValueError):
+    """The database refused a value: too long, out of range, or not of the column's type."""
+
+    code = "invalid_value"
+    default_message = "A value does not fit its column."
 
 
 class TenantRequiredError(RepositoryError):

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement, Select, select, true
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper
 
@@ -35,7 +36,7 @@ from sqla_repo._paging import keyset_page
 from sqla_repo._statements import (
     ModelInfo,
     count_statement,
-    exists_statement,
+    has_join,
     pk_criterion,
     update_values,
 )
@@ -147,6 +148,17 @@ class BaseRepository(Generic[ModelT]):
             cls._info_cache = ModelInfo(self.model)
         return cls._info_cache
 
+    async def _reload(self, obj: Any) -> None:
+        state = sa_inspect(obj)
+        if state.persistent and state.expired_attributes:
+            # The row may be gone (deleted concurrently): then it stays expired.
+            with suppress(sa_exc.InvalidRequestError):
+                await self.session.refresh(obj)
+
+    @property
+    def _update_returning(self) -> bool:
+        return bool(self.session.get_bind(mapper=self.info.mapper).dialect.update_returning)
+
     @property
     def dialect_name(self) -> str:
         """The name of the dialect the session's bind uses for ``model``."""
@@ -187,6 +199,10 @@ class BaseRepository(Generic[ModelT]):
         include_deleted: bool,
     ) -> Select[Any]:
         stmt = self.base_select()
+        if has_join(stmt) and not stmt._distinct:  # noqa: SLF001
+            # A joined collection repeats the entity: one row per entity, so that LIMIT,
+            # the page-proves-the-total shortcut and MultipleResultsFound stay right.
+            stmt = stmt.distinct()
         criteria = self._criteria(where, filters, eq)
         if criteria:
             stmt = stmt.where(*criteria)
@@ -251,7 +267,7 @@ class BaseRepository(Generic[ModelT]):
         # In its default mode Python's sqlite3 opens a transaction only before DML, so a
         # SAVEPOINT issued first would open the transaction itself and its RELEASE would
         # commit the caller's work. Start the transaction explicitly in that case.
-        conn = await self.session.connection()
+        conn = await self.session.connection(bind_arguments={"mapper": self.info.mapper})
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
         if getattr(driver, "in_transaction", True) is False:
@@ -281,14 +297,13 @@ class BaseRepository(Generic[ModelT]):
                 return None
         return obj
 
-    def _instance(self, obj_or_mapping: ModelT | Mapping[str, Any]) -> ModelT:
+    def _check_new(self, obj_or_mapping: object) -> None:
         if isinstance(obj_or_mapping, self.model):
-            return obj_or_mapping
+            return
         if not isinstance(obj_or_mapping, Mapping):
             msg = f"expected a {self.model.__name__} or a mapping"
             raise RepositoryError(msg, model=self.model)
-        self.info.check_keys(obj_or_mapping, what="field")
-        return self.model(**obj_or_mapping)
+        self.info.check_keys(obj_or_mapping, what="field", relationships=True)
 
     def _check_tenant_value(self, values: Mapping[str, Any]) -> None:
         if not self.info.tenant or "tenant_id" not in values:
@@ -443,7 +458,14 @@ class BaseRepository(Generic[ModelT]):
         **eq: Any,
     ) -> bool:
         """Return whether any row matches, with an ``EXISTS`` query (never a full count)."""
-        stmt = exists_statement(self.info, self._criteria(where, filters, eq))
+        # Through base_select(), like count(): an override that narrows the rows counts.
+        inner = self.base_select()
+        criteria = self._criteria(where, filters, eq)
+        if criteria:
+            inner = inner.where(*criteria)
+        stmt = select(
+            inner.with_only_columns(true(), maintain_column_froms=True).order_by(None).exists()
+        )
         if include_deleted:
             stmt = stmt.execution_options(**{INCLUDE_DELETED: True})
         return bool(await self.session.scalar(stmt))
@@ -561,13 +583,26 @@ class BaseRepository(Generic[ModelT]):
     async def create(self, obj_or_mapping: ModelT | Mapping[str, Any], /) -> ModelT:
         """Insert one row and return it with its key and defaults.
 
+        Prefer a mapping when the row links to objects already loaded
+        (``{"title": "t", "author": user}``): the repository then builds the object inside
+        its SAVEPOINT. An instance built beforehand with such a link is already attached
+        to the loaded object's collection, and SQLAlchemy warns when the SAVEPOINT's
+        preliminary flush meets it.
+
         Raises:
             ConflictError: An integrity constraint refused the row (the subclass names
                 which kind); the session stays usable.
             RepositoryError: The mapping names an attribute the model does not have.
         """
-        obj = self._instance(obj_or_mapping)
+        self._check_new(obj_or_mapping)
         async with self._atomic(flush=True):
+            # Built after the SAVEPOINT's own flush: an object linked by a backref to a
+            # loaded one would otherwise be cascaded into that flush, unprotected.
+            obj = (
+                self.model(**obj_or_mapping)
+                if isinstance(obj_or_mapping, Mapping)
+                else obj_or_mapping
+            )
             self.session.add(obj)
             await self.session.flush()
         return obj
@@ -646,13 +681,20 @@ class BaseRepository(Generic[ModelT]):
             ConflictError: The change breaks a constraint.
         """
         merged = {**(values or {}), **changes}
-        self.info.check_keys(merged, what="field")
+        instance = isinstance(obj_or_id, self.model)
+        self.info.check_keys(merged, what="field", relationships=instance)
         self._check_tenant_value(merged)
         if isinstance(obj_or_id, self.model):
-            async with self._atomic(flush=True):
-                for key, value in merged.items():
-                    setattr(obj_or_id, key, value)
-                await self.session.flush()
+            try:
+                async with self._atomic(flush=True):
+                    for key, value in merged.items():
+                        setattr(obj_or_id, key, value)
+                    await self.session.flush()
+            except RepositoryError:
+                # The SAVEPOINT rollback expired the object; reload it now, while IO is
+                # allowed, so that reading it after the error needs no lazy load.
+                await self._reload(obj_or_id)
+                raise
             return obj_or_id
         if not merged:
             return await self.get_by_id(obj_or_id)
@@ -662,7 +704,7 @@ class BaseRepository(Generic[ModelT]):
                 self.info,
                 pk_criterion(self.info, obj_or_id),
                 update_values(self.info, merged),
-                update_returning=self.session.get_bind().dialect.update_returning,
+                update_returning=self._update_returning,
             )
         if obj is None:
             raise self._not_found(obj_or_id)
@@ -819,7 +861,7 @@ class BaseRepository(Generic[ModelT]):
                 self.info,
                 pk_criterion(self.info, obj_or_id),
                 update_values(self.info, {"deleted_at": value}),
-                update_returning=self.session.get_bind().dialect.update_returning,
+                update_returning=self._update_returning,
                 include_deleted=not deleted,
             )
         if obj is None:

@@ -7,9 +7,9 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import event
 
 from models import Document, Post, User, Widget
+from recorder import StatementLog
 from repositories import (
     DocumentRepository,
     PostRepository,
@@ -33,26 +33,6 @@ from sqla_repo import (
     tenant,
 )
 from sqla_repo.repository import BaseRepository
-
-
-class StatementLog:
-    def __init__(self, session):
-        self.statements: list[str] = []
-        self._engine = session.sync_session.get_bind()
-
-    def __enter__(self):
-        event.listen(self._engine, "before_cursor_execute", self._log)
-        return self
-
-    def __exit__(self, *exc):
-        event.remove(self._engine, "before_cursor_execute", self._log)
-
-    def _log(self, _conn, _cursor, statement, *_args):
-        self.statements.append(statement.split()[0].upper())
-
-    @property
-    def dml(self) -> list[str]:
-        return [s for s in self.statements if s in {"SELECT", "INSERT", "UPDATE", "DELETE"}]
 
 
 async def test_create_from_mapping_and_instance(session):

@@ -23,6 +23,7 @@ from sqla_repo.exceptions import (
     ConcurrencyError,
     ConflictError,
     ForeignKeyViolationError,
+    InvalidValueError,
     NotFoundError,
     NotNullViolationError,
     UniqueViolationError,
@@ -413,12 +414,10 @@ class TestPassThrough:
     @pytest.mark.parametrize(
         "error",
         [
-            wrap(AsyncpgAdaptedError("value too long", "22001"), sa_exc.DBAPIError),
-            wrap(psycopg_error("22001"), sa_exc.DataError),
-            wrap(MySQLDriverError(1406, "Data too long for column 'sku'"), sa_exc.DataError),
             wrap(sqlite3.OperationalError("disk I/O error"), sa_exc.OperationalError),
+            wrap(MySQLDriverError(2013, "Lost connection to server"), sa_exc.OperationalError),
         ],
-        ids=["asyncpg-22001", "psycopg-22001", "mysql-1406", "sqlite-io"],
+        ids=["sqlite-io", "mysql-2013"],
     )
     def test_non_integrity_dbapi_error(self, error: sa_exc.DBAPIError) -> None:
         """A DBAPIError that is no integrity violation is re-raised untouched."""
@@ -427,6 +426,27 @@ class TestPassThrough:
         with pytest.raises(type(error)) as info, translate_errors(User):
             raise error
         assert info.value is error
+
+    @pytest.mark.parametrize(
+        "error",
+        [
+            wrap(AsyncpgAdaptedError("value too long", "22001"), sa_exc.DBAPIError),
+            wrap(psycopg_error("22001"), sa_exc.DataError),
+            wrap(psycopg_error("22003"), sa_exc.DataError),
+            wrap(MySQLDriverError(1406, "Data too long for column 'sku'"), sa_exc.DataError),
+            wrap(MySQLDriverError(1264, "Out of range value"), sa_exc.DataError),
+        ],
+        ids=["asyncpg-22001", "psycopg-22001", "psycopg-22003", "mysql-1406", "mysql-1264"],
+    )
+    def test_data_errors_become_invalid_value_errors(self, error: sa_exc.DBAPIError) -> None:
+        """Values the database refuses (too long, out of range) become InvalidValueError."""
+        translated = translate(error, User)
+        assert isinstance(translated, InvalidValueError)
+        assert isinstance(translated, ValueError)
+        with pytest.raises(InvalidValueError) as info, translate_errors(User):
+            raise error
+        assert info.value.__cause__ is error
+        assert "Data too long" not in str(info.value)
 
     @pytest.mark.parametrize(
         "error",

@@ -1,0 +1,1 @@
+"""Optional integrations with web frameworks; each module needs its own extra."""

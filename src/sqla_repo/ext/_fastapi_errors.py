@@ -1,0 +1,123 @@
+"""HTTP responses for repository errors."""
+
+import logging
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Final
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+
+from sqla_repo.exceptions import (
+    ConcurrencyError,
+    ConflictError,
+    InvalidFilterError,
+    NotFoundError,
+    RepositoryError,
+    TenantMismatchError,
+    TenantRequiredError,
+)
+
+__all__ = ["DEFAULT_STATUS_CODES", "error_body", "install_exception_handlers", "status_code_for"]
+
+logger = logging.getLogger("sqla_repo.ext.fastapi")
+
+DEFAULT_STATUS_CODES: Final[Mapping[type[RepositoryError], int]] = MappingProxyType(
+    {
+        NotFoundError: 404,
+        ConflictError: 409,
+        ConcurrencyError: 409,
+        InvalidFilterError: 422,
+        TenantRequiredError: 403,
+        TenantMismatchError: 403,
+        RepositoryError: 500,
+    }
+)
+"""The HTTP status of each error class; a subclass takes the status of its nearest listed base.
+
+Any other [`RepositoryError`][sqla_repo.exceptions.RepositoryError]
+(``MultipleResultsFoundError``, ``ConfigurationError``, a write naming an unknown field,
+soft delete on a model without ``SoftDeleteMixin``) reveals a defect of the application
+rather than of the request, so it is a 500: a client cannot fix it by changing the request.
+"""
+
+
+def status_code_for(
+    exc: RepositoryError, status_codes: Mapping[type[RepositoryError], int] = DEFAULT_STATUS_CODES
+) -> int:
+    """Return the HTTP status for *exc*: the entry of its nearest class in *status_codes*.
+
+    Args:
+        exc: The error.
+        status_codes: Status codes by error class.
+
+    Returns:
+        The status code; 500 when no class of *exc* is listed.
+    """
+    for cls in type(exc).__mro__:
+        status = status_codes.get(cls)
+        if status is not None:
+            return status
+    return 500
+
+
+def error_body(exc: RepositoryError) -> dict[str, Any]:
+    """Return the JSON body describing *exc* to a client.
+
+    The body is ``{"error": code, "message": message, "detail": {...}}``: the class's
+    stable [`code`][sqla_repo.exceptions.RepositoryError], its message and its
+    ``detail``, which never contain SQL or bound parameters.
+
+    Args:
+        exc: The error.
+
+    Returns:
+        A JSON-compatible dictionary.
+    """
+    return {"error": exc.code, "message": exc.message, "detail": jsonable_encoder(exc.detail)}
+
+
+def install_exception_handlers(
+    app: FastAPI, *, status_codes: Mapping[type[RepositoryError], int] | None = None
+) -> None:
+    """Answer every [`RepositoryError`][sqla_repo.exceptions.RepositoryError] with a JSON error.
+
+    | Error | Status |
+    | --- | --- |
+    | [`NotFoundError`][sqla_repo.exceptions.NotFoundError] | 404 |
+    | [`ConflictError`][sqla_repo.exceptions.ConflictError] and its subclasses | 409 |
+    | [`ConcurrencyError`][sqla_repo.exceptions.ConcurrencyError] | 409 |
+    | [`InvalidFilterError`][sqla_repo.exceptions.InvalidFilterError] | 422 |
+    | [`TenantRequiredError`][sqla_repo.exceptions.TenantRequiredError] | 403 |
+    | [`TenantMismatchError`][sqla_repo.exceptions.TenantMismatchError] | 403 |
+    | any other ``RepositoryError`` | 500 |
+
+    The body is the one [`error_body`][sqla_repo.ext.fastapi.error_body] builds, for
+    example ``{"error": "unique_violation", "message": "A row with the same unique
+    value already exists.", "detail": {"model": "User", "constraint": "uq_users_email"}}``.
+    Errors answered with a 5xx status are logged (with their traceback, which may hold
+    SQL) on the ``sqla_repo.ext.fastapi`` logger; the response never holds SQL.
+
+    A missing tenant is a 403 rather than a 401: the request may well be authenticated,
+    and a 401 would oblige a ``WWW-Authenticate`` challenge the library cannot know.
+
+    Args:
+        app: The application.
+        status_codes: Overrides of
+            [`DEFAULT_STATUS_CODES`][sqla_repo.ext.fastapi.DEFAULT_STATUS_CODES], for
+            example ``{TenantRequiredError: 401}``.
+    """
+    codes = {**DEFAULT_STATUS_CODES, **(status_codes or {})}
+
+    async def handle_repository_error(request: Request, exc: Exception) -> JSONResponse:
+        if not isinstance(exc, RepositoryError):  # pragma: no cover - registered for it
+            raise exc
+        status = status_code_for(exc, codes)
+        if status >= 500:  # noqa: PLR2004 - the server error range
+            logger.error(
+                "%s %s failed: %s", request.method, request.url.path, exc.code, exc_info=exc
+            )
+        return JSONResponse(error_body(exc), status_code=status)
+
+    app.add_exception_handler(RepositoryError, handle_repository_error)

@@ -1,0 +1,377 @@
+"""Query-string parameters for search and keyset pages, checked against a repository."""
+
+import re
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+from sqlalchemy import inspect as sa_inspect
+
+from sqla_repo._sql import resolve
+from sqla_repo.exceptions import InvalidFilterError
+from sqla_repo.filters import (
+    ALIASES,
+    MAX_CONDITIONS,
+    OPERATORS,
+    SortKey,
+    compile_filters,
+    compile_order_by,
+)
+from sqla_repo.pagination import cursor_spec, decode_cursor
+from sqla_repo.repository import BaseRepository
+
+__all__ = ["CursorParams", "SearchParams", "cursor_params", "search_params"]
+
+FilterValues = Mapping[str, str | list[str]]
+
+_LIST_OPERATORS = frozenset({"in", "not_in", "between"})
+_FILTERS = "filters"  # the name under which the filters are documented in OpenAPI
+# Query parameter names by route dependant; the entry holds the dependant, so its id
+# cannot be reused while it is cached.
+_route_params: dict[int, tuple[Any, frozenset[str]]] = {}
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """The parameters of an offset page, already checked against the repository.
+
+    Attributes:
+        limit: The page size.
+        offset: How many rows to skip.
+        order_by: Sort fields, ``"-"`` first for descending (empty: the default order).
+        filters: ``{"field__operator": value}``, a value being the query-string text or,
+            for a repeated list parameter, the list of its values.
+    """
+
+    limit: int
+    offset: int = 0
+    order_by: tuple[str, ...] = ()
+    filters: FilterValues = field(default_factory=dict)
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """Return the keyword arguments of ``search()``.
+
+        See [`BaseRepository.search`][sqla_repo.repository.BaseRepository.search].
+
+        Example:
+            ```python
+            result = await users.search(User.is_active, **params.as_kwargs())
+            ```
+        """
+        return {
+            "filters": dict(self.filters),
+            "order_by": list(self.order_by) or None,
+            "limit": self.limit,
+            "offset": self.offset,
+        }
+
+
+@dataclass(frozen=True)
+class CursorParams:
+    """The parameters of a keyset page, already checked against the repository.
+
+    Attributes:
+        limit: The page size.
+        cursor: The ``next_cursor`` of the previous page: this page comes after it.
+        before: The ``previous_cursor`` of the next page: this page comes before it.
+        order_by: Sort fields, ``"-"`` first for descending (empty: the default order).
+        filters: As for [`SearchParams`][sqla_repo.ext.fastapi.SearchParams].
+    """
+
+    limit: int
+    cursor: str | None = None
+    before: str | None = None
+    order_by: tuple[str, ...] = ()
+    filters: FilterValues = field(default_factory=dict)
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """Return the keyword arguments of ``paginate()``.
+
+        See [`BaseRepository.paginate`][sqla_repo.repository.BaseRepository.paginate].
+
+        Example:
+            ```python
+            page = await posts.paginate(**params.as_kwargs())
+            ```
+        """
+        return {
+            "filters": dict(self.filters),
+            "order_by": list(self.order_by) or None,
+            "limit": self.limit,
+            "after": self.cursor,
+            "before": self.before,
+        }
+
+
+def _problem(param: str, kind: str, msg: str, value: object) -> dict[str, Any]:
+    """One entry of a 422 response, in FastAPI's own format."""
+    return {"type": kind, "loc": ("query", param), "msg": msg, "input": value}
+
+
+def _rejected(param: str, exc: InvalidFilterError, value: object) -> dict[str, Any]:
+    return _problem(param, exc.detail.get("reason") or exc.code, exc.message, value)
+
+
+def _route_query_names(request: Request) -> frozenset[str]:
+    """Return the query parameters the matched route declares (its own and its dependencies')."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return frozenset()
+    cached = _route_params.get(id(dependant))
+    if cached is not None and cached[0] is dependant:
+        return cached[1]
+    names: set[str] = set()
+    pending = [dependant]
+    while pending:
+        current = pending.pop()
+        for param in getattr(current, "query_params", ()):
+            names.add(param.alias)
+            annotation = getattr(param.field_info, "annotation", None)
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                names.update(f.alias or n for n, f in annotation.model_fields.items())
+        pending.extend(getattr(current, "dependencies", ()))
+    result = frozenset(names)
+    _route_params[id(dependant)] = (dependant, result)
+    return result
+
+
+class _QueryParser:
+    """Reads sort and filter parameters for one repository and reports every problem."""
+
+    def __init__(self, repository: type[BaseRepository[Any]], reserved: Collection[str]) -> None:
+        self.repository = repository
+        self.model: type[Any] = repository.model
+        columns = sa_inspect(self.model).column_attrs.keys()
+        filterable, sortable = repository.filterable_fields, repository.sortable_fields
+        self.filterable = sorted(columns if filterable is None else filterable)
+        self.sortable = sorted(columns if sortable is None else sortable)
+        for name in {*self.filterable, *self.sortable}:
+            resolve(self.model, name)  # a misspelt whitelist fails now, not per request
+        self.reserved = frozenset(reserved)
+
+    def sort_query(self) -> Any:
+        return Query(
+            description=(
+                "Comma-separated fields to sort by, each optionally prefixed by `-` for "
+                f"descending order. Fields: {', '.join(self.sortable) or 'none'}."
+            ),
+            examples=[f"-{self.sortable[0]}"] if self.sortable else None,
+        )
+
+    def filters_query(self) -> Any:
+        operators = sorted(OPERATORS | set(ALIASES))
+        keys: dict[str, Any] = {"maxProperties": 0}  # nothing is filterable
+        if self.filterable:
+            fields = "|".join(re.escape(name) for name in self.filterable)
+            pattern = f"^(?:{fields})(?:__(?:{'|'.join(operators)}))?$"
+            keys = {"propertyNames": {"pattern": pattern}}
+        return Query(
+            description=(
+                "Filters, one query parameter each: `field=value` or "
+                "`field__operator=value`, all of which must hold. "
+                f"Fields: {', '.join(self.filterable) or 'none'}. "
+                f"Operators: {', '.join(operators)}. "
+                "`in`, `not_in` and `between` take comma-separated values, or the "
+                "parameter repeated once per value; `is_null` takes true or false. "
+                "An unknown field, operator or parameter is an error."
+            ),
+            json_schema_extra={
+                "type": "object",
+                **keys,
+                "additionalProperties": {"type": "string"},
+            },
+        )
+
+    def parse(
+        self, request: Request, sort: str | None, cursors: Mapping[str, str | None]
+    ) -> tuple[tuple[str, ...], dict[str, str | list[str]]]:
+        """Return the sort fields and filters, or raise one 422 listing every problem."""
+        errors: list[dict[str, Any]] = []
+        order_by: tuple[str, ...] = ()
+        keys: list[SortKey] | None = None
+        if sort is not None and sort.strip():
+            order_by = tuple(part.strip() for part in sort.split(","))
+        try:
+            keys = compile_order_by(
+                self.model,
+                list(order_by) or None,
+                allowed=self.repository.sortable_fields,
+                default=self.repository.default_order_by,
+            )
+        except InvalidFilterError as exc:
+            errors.append(_rejected("sort", exc, sort))
+        filters = self._filters(request, errors)
+        given = {name: text for name, text in cursors.items() if text is not None}
+        if len(given) > 1:
+            last = list(given)[-1]
+            msg = "Give either " + " or ".join(given) + ", not both."
+            errors.append(_problem(last, "both_cursors", msg, given[last]))
+        elif given and keys is not None:
+            ((name, cursor),) = given.items()
+            try:
+                decode_cursor(cursor, spec=cursor_spec(self.model, keys))
+            except InvalidFilterError as exc:
+                errors.append(_rejected(name, exc, cursor))
+        if errors:
+            raise RequestValidationError(errors)
+        return order_by, filters
+
+    def _filters(self, request: Request, errors: list[dict[str, Any]]) -> dict[str, Any]:
+        ignored = (self.reserved | _route_query_names(request)) - {_FILTERS}
+        grouped: dict[str, list[str]] = {}
+        for key, text in request.query_params.multi_items():
+            if key not in ignored:
+                grouped.setdefault(key, []).append(text)
+        if len(grouped) > MAX_CONDITIONS:
+            msg = f"At most {MAX_CONDITIONS} filter parameters are accepted."
+            errors.append({"type": "too_many_conditions", "loc": ("query",), "msg": msg})
+            return {}
+        filters: dict[str, Any] = {}
+        for key, values in grouped.items():
+            value: str | list[str] = values if len(values) > 1 else values[0]
+            if len(values) > 1 and key.rpartition("__")[2] not in _LIST_OPERATORS:
+                msg = "This parameter may be given once only."
+                errors.append(_problem(key, "repeated_parameter", msg, values))
+                continue
+            try:
+                compile_filters(
+                    self.model,
+                    {key: value},
+                    allowed=self.repository.filterable_fields,
+                    max_in=self.repository.max_in_values,
+                )
+            except InvalidFilterError as exc:
+                error = _rejected(key, exc, value)
+                if key == _FILTERS:  # a client misreading the OpenAPI object parameter
+                    error["msg"] = "Give each filter as its own query parameter: field__op=value."
+                errors.append(error)
+                continue
+            filters[key] = value
+        return filters
+
+
+def _default_limit(repository: type[BaseRepository[Any]], default_limit: int) -> int:
+    return max(1, min(default_limit, repository.max_page_size))
+
+
+def search_params(
+    repository: type[BaseRepository[Any]],
+    *,
+    default_limit: int = 20,
+    extra_params: Collection[str] = (),
+) -> Callable[..., Awaitable[SearchParams]]:
+    """Make a dependency reading an offset page's query string for *repository*.
+
+    The query string holds ``limit`` (``1..max_page_size``, default
+    ``min(default_limit, max_page_size)``), ``offset`` (default 0), ``sort``
+    (``-created_at,name``: a leading ``-`` for descending) and filters, one parameter
+    each, in the syntax of [`compile_filters`][sqla_repo.filters.compile_filters]:
+    ``?email__ilike=%25@example.org&status__in=active,new&age__between=25,35``. The list
+    operators ``in``, ``not_in`` and ``between`` take comma-separated values, or the
+    parameter repeated once per value (``?tag__in=a&tag__in=b,c`` is two values, the
+    second holding a comma); any other parameter may appear once.
+
+    Sort fields and filters are checked against the repository's ``sortable_fields``
+    and ``filterable_fields``; every other query parameter is an error, so a typo never
+    silently returns every row. Query parameters the route declares itself (on the
+    endpoint or another dependency) are left alone, as are *extra_params*. Problems are
+    answered with FastAPI's own 422 validation error, one entry per offending parameter
+    (``"loc": ["query", "emial__ilike"]``), with the reason as ``type``.
+
+    In the OpenAPI schema ``limit``, ``offset`` and ``sort`` are ordinary parameters
+    (with their bounds and the sortable fields); the filters appear as one free-form
+    object parameter named ``filters``, whose properties are sent as separate query
+    parameters (OpenAPI's default ``style: form, explode: true``) and whose description
+    and ``propertyNames`` pattern list the filterable fields and operators.
+
+    Args:
+        repository: The repository class whose whitelists and ``max_page_size`` apply.
+        default_limit: The page size when the request gives none (capped at
+            ``max_page_size``).
+        extra_params: Other query parameters to leave alone, when the route reads them
+            from the ``Request`` rather than declaring them.
+
+    Returns:
+        The dependency; it gives a [`SearchParams`][sqla_repo.ext.fastapi.SearchParams].
+
+    Raises:
+        ConfigurationError: A whitelist names something the model does not have.
+    """
+    parser = _QueryParser(repository, {"limit", "offset", "sort", *extra_params})
+    max_size = repository.max_page_size
+
+    async def dependency(
+        request: Request,
+        *,
+        limit: Annotated[
+            int, Query(ge=1, le=max_size, description=f"Page size, 1 to {max_size}.")
+        ] = _default_limit(repository, default_limit),
+        offset: Annotated[int, Query(ge=0, description="How many items to skip.")] = 0,
+        sort: Annotated[str | None, parser.sort_query()] = None,
+        filters: Annotated[Any, parser.filters_query()] = None,
+    ) -> SearchParams:
+        del filters  # documentation only: read from the query string with the others
+        order_by, values = parser.parse(request, sort, {})
+        return SearchParams(limit=limit, offset=offset, order_by=order_by, filters=values)
+
+    dependency.__name__ = dependency.__qualname__ = f"{repository.__name__}_search_params"
+    return dependency
+
+
+def cursor_params(
+    repository: type[BaseRepository[Any]],
+    *,
+    default_limit: int = 20,
+    extra_params: Collection[str] = (),
+) -> Callable[..., Awaitable[CursorParams]]:
+    """Make a dependency reading a keyset page's query string for *repository*.
+
+    Like [`search_params`][sqla_repo.ext.fastapi.search_params], with ``cursor`` (the
+    previous page's ``next_cursor``) or ``before`` (the next page's
+    ``previous_cursor``) instead of ``offset``. A malformed or tampered cursor, one made
+    for another sort order, or both parameters at once are 422 errors.
+
+    Args:
+        repository: The repository class whose whitelists and ``max_page_size`` apply.
+        default_limit: The page size when the request gives none (capped at
+            ``max_page_size``).
+        extra_params: Other query parameters to leave alone.
+
+    Returns:
+        The dependency; it gives a [`CursorParams`][sqla_repo.ext.fastapi.CursorParams].
+
+    Raises:
+        ConfigurationError: A whitelist names something the model does not have.
+    """
+    parser = _QueryParser(repository, {"limit", "cursor", "before", "sort", *extra_params})
+    max_size = repository.max_page_size
+
+    async def dependency(
+        request: Request,
+        *,
+        limit: Annotated[
+            int, Query(ge=1, le=max_size, description=f"Page size, 1 to {max_size}.")
+        ] = _default_limit(repository, default_limit),
+        cursor: Annotated[
+            str | None,
+            Query(description="The `next_cursor` of the previous page, to get the next one."),
+        ] = None,
+        before: Annotated[
+            str | None,
+            Query(description="The `previous_cursor` of a page, to get the one before it."),
+        ] = None,
+        sort: Annotated[str | None, parser.sort_query()] = None,
+        filters: Annotated[Any, parser.filters_query()] = None,
+    ) -> CursorParams:
+        del filters  # documentation only: read from the query string with the others
+        order_by, values = parser.parse(request, sort, {"cursor": cursor, "before": before})
+        return CursorParams(
+            limit=limit, cursor=cursor, before=before, order_by=order_by, filters=values
+        )
+
+    dependency.__name__ = dependency.__qualname__ = f"{repository.__name__}_cursor_params"
+    return dependency

@@ -1,0 +1,131 @@
+"""Edge cases found in review: fan-out joins, loose ids, upsert keys, stale objects."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from models import Document, Post, Ticket, User
+from recorder import StatementLog
+from repositories import DocumentRepository, PostRepository, TicketRepository, UserRepository
+from sqla_repo import (
+    InvalidFilterError,
+    MultipleResultsFoundError,
+    RepositoryError,
+    TenantRequiredError,
+    UniqueViolationError,
+)
+
+
+class AuthorRepository(UserRepository):
+    """Users with at least one post: base_select() joins a collection."""
+
+    def base_select(self):
+        return select(User).join(User.posts)
+
+
+@pytest.fixture
+async def authors(session):
+    users = await UserRepository(session).bulk_create(
+        [{"email": "a@x.org", "age": 1}, {"email": "b@x.org", "age": 1}, {"email": "c@x.org"}]
+    )
+    session.add_all([Post(title=f"p{i}", author_id=users[0].id) for i in range(3)])
+    session.add(Post(title="q", author_id=users[1].id))
+    await session.flush()
+    return users
+
+
+async def test_fanning_join_returns_each_row_once(session, authors):
+    """A joined base_select() yields one entity per row in list(), search() and counts."""
+    repo = AuthorRepository(session)
+    assert sorted(u.email for u in await repo.list()) == ["a@x.org", "b@x.org"]
+    page = await repo.search(limit=10)
+    assert (len(page.items), page.total) == (2, 2)
+    assert await repo.count() == 2
+    with pytest.raises(MultipleResultsFoundError):
+        await repo.get_one_or_none(age=1)
+
+
+async def test_exists_goes_through_base_select(session, authors):
+    """exists() honours a base_select() override, like count()."""
+    repo = AuthorRepository(session)
+    assert await repo.exists(email="a@x.org")
+    assert not await repo.exists(email="c@x.org")
+
+
+@pytest.mark.parametrize("bad", ["abc", "1abc", "1e0", 2**70, [1]])
+async def test_badly_typed_ids_are_invalid_input(session, bad):
+    """An id the key column cannot hold is refused before the driver sees it."""
+    repo = UserRepository(session)
+    user = await repo.create({"email": "a@x.org"})
+    with pytest.raises(InvalidFilterError) as info:
+        await repo.get(bad)
+    assert info.value.detail["field"] == "id"
+    assert (await repo.get(str(user.id))) is user
+    assert await repo.count() == 1
+
+
+async def test_upsert_matches_keys_given_as_strings(session):
+    """conflict_on values are compared as the column's type ("1" is 1)."""
+    repo = UserRepository(session)
+    user = await repo.create({"email": "a@x.org", "name": "old"})
+    row = await repo.upsert(
+        {"id": str(user.id), "email": "a@x.org", "name": "new"}, conflict_on=["id"]
+    )
+    assert (row.id, row.name) == (user.id, "new")
+
+
+async def test_update_where_leaves_loaded_versioned_rows_readable(session):
+    """After update_where(), loaded objects show the new version without lazy IO."""
+    repo = TicketRepository(session)
+    ticket = await repo.create({"title": "t"})
+    assert await repo.update_where(Ticket.id == ticket.id, values={"state": "closed"}) == 1
+    assert (ticket.state, ticket.version) == ("closed", 2)
+
+
+async def test_failed_instance_update_leaves_object_readable(session):
+    """After a conflicting update of an instance, its attributes still read without IO."""
+    repo = UserRepository(session)
+    await repo.create({"email": "taken@x.org"})
+    user = await repo.create({"email": "a@x.org", "name": "kept"})
+    with pytest.raises(UniqueViolationError):
+        await repo.update(user, email="taken@x.org")
+    assert (user.email, user.name) == ("a@x.org", "kept")
+
+
+async def test_relationship_names_are_refused_on_statement_paths(session):
+    """Update by id and bulk paths refuse relationship names instead of writing garbage."""
+    posts = PostRepository(session)
+    user = await UserRepository(session).create({"email": "a@x.org"})
+    post = await posts.create({"title": "t", "author": user})
+    assert post.author_id == user.id
+    with pytest.raises(RepositoryError):
+        await posts.update(post.id, author=None)
+    with pytest.raises(RepositoryError):
+        await posts.update_where(Post.id == post.id, values={"author": None})
+    with pytest.raises(RepositoryError):
+        await posts.bulk_create([Post(title="x", author=User(email="new@x.org"))])
+    loaded = await posts.get_by_id(post.id, options=[selectinload(Post.author)])
+    assert loaded.author is user
+
+
+async def test_heterogeneous_bulk_create_is_batched(session):
+    """Rows with different keys are grouped: a few INSERTs, input order kept."""
+    repo = UserRepository(session)
+    rows = [
+        {"email": f"{i}@x.org", **({"age": i} if i % 2 else {"name": f"n{i}"})} for i in range(100)
+    ]
+    with StatementLog(session) as log:
+        created = await repo.bulk_create(rows)
+    assert [u.email for u in created] == [r["email"] for r in rows]
+    assert log.dml.count("INSERT") <= 4
+
+
+async def test_count_and_exists_refuse_without_tenant(session):
+    """Deny by default also covers count() and exists()."""
+    repo = DocumentRepository(session)
+    with pytest.raises(TenantRequiredError):
+        await repo.count()
+    with pytest.raises(TenantRequiredError):
+        await repo.exists(Document.slug == "x")
