@@ -135,8 +135,13 @@ async def update_returning(
     *,
     update_returning: bool,
     include_deleted: bool = False,
+    identity: ColumnElement[bool] | None = None,
 ) -> Any:
-    """Run one ``UPDATE`` and return the updated object (``None`` when nothing matched)."""
+    """Run one ``UPDATE`` and return the updated object (``None`` when nothing matched).
+
+    Without ``UPDATE … RETURNING`` the row is read back by *identity* (default:
+    *criterion*), which must still match after the update.
+    """
     stmt = (
         update(info.model)
         .where(criterion)
@@ -151,7 +156,7 @@ async def update_returning(
         return None
     reread = (
         select(info.model)
-        .where(criterion)
+        .where(criterion if identity is None else identity)
         .execution_options(populate_existing=True, **{INCLUDE_DELETED: True})
     )
     return (await session.scalars(reread)).one_or_none()

@@ -69,4 +69,6 @@ async def keyset_page(
         items=items,
         next_cursor=next_cursor,
         previous_cursor=previous_cursor,
+        has_next=has_next,
+        has_previous=has_previous,
     )

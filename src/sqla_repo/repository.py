@@ -25,10 +25,10 @@ from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequen
 from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
-from sqlalchemy import ColumnElement, Select, select, true
+from sqlalchemy import ColumnElement, Select, and_, select, true
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.orm import Mapper
+from sqlalchemy.orm import Mapper, QueryableAttribute
 
 from sqla_repo import _bulk
 from sqla_repo._hooks import INCLUDE_DELETED
@@ -65,7 +65,7 @@ ModelT = TypeVar("ModelT")
 """The mapped class a repository manages."""
 
 Filters = Mapping[str, Any] | Sequence[tuple[str, str, Any]]
-OrderBy = str | Sequence[Any]
+OrderBy = str | ColumnElement[Any] | QueryableAttribute[Any] | Sequence[Any]
 
 
 def _is_int(value: object) -> bool:
@@ -214,9 +214,11 @@ class BaseRepository(Generic[ModelT]):
         return stmt
 
     def _order(self, order_by: OrderBy | None) -> list[Any]:
+        if order_by is not None and not isinstance(order_by, (str, Sequence)):
+            order_by = [order_by]  # one SQLAlchemy expression
         return compile_order_by(
             self.model,
-            order_by if order_by is not None else None,
+            order_by,
             allowed=self.sortable_fields,
             default=self.default_order_by,
         )
@@ -305,10 +307,17 @@ class BaseRepository(Generic[ModelT]):
             raise RepositoryError(msg, model=self.model)
         self.info.check_keys(obj_or_mapping, what="field", relationships=True)
 
-    def _check_tenant_value(self, values: Mapping[str, Any]) -> None:
-        if not self.info.tenant or "tenant_id" not in values:
+    def _check_tenant_value(self, values: Mapping[str, Any], *, insert: bool = False) -> None:
+        if not self.info.tenant:
             return
         scope = tenant_scope()
+        if "tenant_id" not in values:
+            if insert and scope.all_tenants:
+                raise TenantRequiredError(
+                    "Rows written inside all_tenants() need an explicit tenant_id.",
+                    model=self.model,
+                )
+            return
         if not scope.all_tenants and values["tenant_id"] != scope.tenant:
             raise TenantMismatchError(model=self.model)
 
@@ -654,7 +663,7 @@ class BaseRepository(Generic[ModelT]):
         if not values:
             return []
         for row in values:
-            self._check_tenant_value(row)
+            self._check_tenant_value(row, insert=True)
         async with self._atomic(flush=True):
             return await _bulk.insert_returning(
                 self.session, self.info, values, batch_size=batch_size, dialect=self.dialect_name
@@ -783,7 +792,7 @@ class BaseRepository(Generic[ModelT]):
         if not values:
             return []
         for row in values:
-            self._check_tenant_value(row)
+            self._check_tenant_value(row, insert=True)
         async with self._atomic(flush=True):
             return await _bulk.upsert(
                 self.session,
@@ -855,15 +864,23 @@ class BaseRepository(Generic[ModelT]):
             if deleted and obj_or_id.deleted_at is not None:  # type: ignore[attr-defined]
                 raise self._not_found(sa_inspect(obj_or_id).identity)
             return await self.update(obj_or_id, deleted_at=value)
+        identity = criterion = pk_criterion(self.info, obj_or_id)
+        if not deleted:
+            # Only a deleted row changes: restoring a live row leaves updated_at and
+            # version alone, as restoring a live instance does.
+            criterion = and_(criterion, self.info.columns["deleted_at"].is_not(None))
         async with self._atomic():
             obj = await _bulk.update_returning(
                 self.session,
                 self.info,
-                pk_criterion(self.info, obj_or_id),
+                criterion,
                 update_values(self.info, {"deleted_at": value}),
                 update_returning=self._update_returning,
                 include_deleted=not deleted,
+                identity=identity,
             )
+        if obj is None and not deleted:
+            obj = await self.get(obj_or_id)
         if obj is None:
             raise self._not_found(obj_or_id)
         return obj  # type: ignore[no-any-return]

@@ -15,6 +15,7 @@ from sqla_repo import (
     RepositoryError,
     TenantRequiredError,
     UniqueViolationError,
+    all_tenants,
 )
 
 
@@ -129,3 +130,38 @@ async def test_count_and_exists_refuse_without_tenant(session):
         await repo.count()
     with pytest.raises(TenantRequiredError):
         await repo.exists(Document.slug == "x")
+
+
+async def test_restore_of_live_row_changes_nothing(session):
+    """restore() of a live row by id returns it without bumping updated_at or version."""
+    repo = TicketRepository(session)
+    ticket = await repo.create({"title": "t"})
+    before = ticket.updated_at
+    with pytest.raises(RepositoryError, match="SoftDeleteMixin"):
+        await repo.restore(ticket.id)
+    users = UserRepository(session)
+    user = await users.create({"email": "a@x.org"})
+    stamp = user.updated_at
+    assert (await users.restore(user.id)) is user
+    assert user.updated_at == stamp
+    del before
+
+
+async def test_all_tenants_bulk_writes_need_tenant_id(session):
+    """Inside all_tenants(), bulk_create/upsert rows without tenant_id are refused."""
+    repo = DocumentRepository(session)
+    with all_tenants():
+        with pytest.raises(TenantRequiredError):
+            await repo.bulk_create([{"slug": "a"}])
+        with pytest.raises(TenantRequiredError):
+            await repo.upsert({"slug": "a"}, conflict_on=["tenant_id", "slug"])
+        doc = await repo.upsert({"slug": "a", "tenant_id": "t1"}, conflict_on=["tenant_id", "slug"])
+    assert doc.tenant_id == "t1"
+
+
+async def test_order_by_accepts_one_expression(session):
+    """order_by= takes a single SQLAlchemy expression as well as a list."""
+    repo = UserRepository(session)
+    await repo.bulk_create([{"email": "b@x.org"}, {"email": "a@x.org"}])
+    assert [u.email for u in await repo.list(order_by=User.email)] == ["a@x.org", "b@x.org"]
+    assert [u.email for u in await repo.list(order_by=User.email.desc())] == ["b@x.org", "a@x.org"]
