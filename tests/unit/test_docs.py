@@ -18,7 +18,8 @@ from sqla_repo import exceptions
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 REFERENCE = DOCS / "reference"
-EXAMPLES = sorted((DOCS / "examples").glob("*.py"))
+EXAMPLES_DIR = DOCS / "examples"
+EXAMPLES = sorted(p for p in EXAMPLES_DIR.rglob("*.py") if "__pycache__" not in p.parts)
 
 # `::: dotted.path` renders that object (and, for a module, its members) with mkdocstrings.
 DIRECTIVE = re.compile(r"^:::\s+(?P<target>[\w.]+)\s*$", re.MULTILINE)
@@ -100,17 +101,39 @@ class TestReference:
         assert len(codes) >= 10  # the whole hierarchy was found
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_example_runs(example: Path):
-    """Each program in docs/examples/ runs to completion."""
-    env = {**os.environ, "PYTHONWARNINGS": "error"}
+def _example_param(path: Path) -> object:
+    name = path.relative_to(EXAMPLES_DIR).with_suffix("").as_posix()
+    needs_fastapi = "fastapi" in path.read_text(encoding="utf-8")
+    return pytest.param(path, id=name, marks=[pytest.mark.fastapi] if needs_fastapi else [])
+
+
+@pytest.mark.parametrize("example", [_example_param(p) for p in EXAMPLES])
+def test_example_runs(example: Path, tmp_path: Path):
+    """Each program in docs/examples/ runs in an empty directory and prints its recorded output."""
+    env = {**os.environ, "PYTHONWARNINGS": "error", "PYTHONDONTWRITEBYTECODE": "1"}
     result = subprocess.run(  # noqa: S603 - runs this repository's own files
         [sys.executable, str(example)],
         capture_output=True,
         text=True,
-        cwd=example.parent,
+        cwd=tmp_path,
         env=env,
         timeout=120,
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    # Pages show the output from the .txt file next to the program, so it cannot drift.
+    expected = example.with_suffix(".txt")
+    if expected.exists():
+        assert result.stdout == expected.read_text(encoding="utf-8")
+
+
+def test_examples_are_shown():
+    """Every example program, and every recorded output, is included in some page."""
+    included = "\n".join(page.read_text(encoding="utf-8") for page in DOCS.rglob("*.md"))
+    files = [*EXAMPLES, *EXAMPLES_DIR.rglob("*.txt")]
+    orphans = [
+        path.relative_to(ROOT).as_posix()
+        for path in files
+        if f'"{path.relative_to(ROOT).as_posix()}' not in included
+    ]
+    assert orphans == [], f"include these in a page with --8<--: {orphans}"
