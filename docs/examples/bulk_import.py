@@ -69,10 +69,9 @@ def read_products(path: Path) -> Iterator[dict[str, Any]]:
 def chunks(
     rows: Iterable[dict[str, Any]], size: int
 ) -> Iterator[list[dict[str, Any]]]:
-    """Yield lists of *size* rows, rows with the same NULL columns side by side."""
+    """Yield lists of *size* rows."""
     iterator = iter(rows)
     while chunk := list(islice(iterator, size)):
-        chunk.sort(key=lambda row: [value is None for value in row.values()])
         yield chunk
 
 

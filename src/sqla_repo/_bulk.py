@@ -83,6 +83,8 @@ async def insert_returning(
 
     The ORM batches only consecutive rows with the same keys, so rows are grouped by key
     set first (one multi-row INSERT per group) and put back in input order afterwards.
+    ``None`` values are sent as NULL (``render_nulls``) rather than dropped, which would
+    split a group by which columns happen to be ``None``.
     """
     groups: dict[frozenset[str], list[int]] = {}
     for index, row in enumerate(rows):
@@ -106,6 +108,13 @@ async def _insert_uniform(
     dialect: str,
 ) -> list[Any]:
     out: list[Any] = []
+    if not session.get_bind(mapper=info.mapper).dialect.insert_returning:
+        # MySQL has no INSERT … RETURNING: let the unit of work insert row by row, reading
+        # each generated key back.
+        objs = [info.model(**row) for row in rows]
+        session.add_all(objs)
+        await session.flush(objs)
+        return objs
     sortable_by_key = (
         dialect == "sqlite" and info.single_int_autoincrement_pk and info.pk_keys[0] not in rows[0]
     )
@@ -114,14 +123,18 @@ async def _insert_uniform(
         # falls back to one INSERT per row for integer keys. Within one connection the
         # rowids of uniform rows are assigned in VALUES order, so sorting by the key
         # restores input order while keeping the multi-row INSERT.
-        stmt = insert(info.model).returning(info.model)
+        stmt = insert(info.model).returning(info.model).execution_options(render_nulls=True)
         pk = info.pk_keys[0]
         for batch in _chunks(rows, batch_size):
             objs = list((await session.execute(stmt, batch)).scalars().all())
             objs.sort(key=lambda obj: getattr(obj, pk))
             out.extend(objs)
         return out
-    stmt = insert(info.model).returning(info.model, sort_by_parameter_order=True)
+    stmt = (
+        insert(info.model)
+        .returning(info.model, sort_by_parameter_order=True)
+        .execution_options(render_nulls=True)
+    )
     for batch in _chunks(rows, batch_size):
         out.extend((await session.execute(stmt, batch)).scalars().all())
     return out

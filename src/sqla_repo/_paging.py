@@ -40,7 +40,7 @@ async def keyset_page(
         raise InvalidFilterError(
             "give either after or before, not both",
             model=model,
-            detail={"field": "cursor", "reason": "both after and before given"},
+            detail={"field": "cursor", "reason": "both_cursors"},
         )
     spec = cursor_spec(model, keys)
     backward = before is not None

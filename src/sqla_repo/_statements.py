@@ -139,7 +139,7 @@ class ModelInfo:
         if unknown:
             msg = f"{self.model.__name__} has no writable attribute(s) {', '.join(unknown)}"
             raise RepositoryError(
-                msg, model=self.model, detail={"fields": unknown, "reason": f"unknown {what}"}
+                msg, model=self.model, detail={"fields": unknown, "reason": "unknown_field"}
             )
 
 

@@ -250,7 +250,7 @@ def translate(error: BaseException, model: type[Any] | None = None) -> Repositor
             return ConcurrencyError(
                 "The transaction lost a race for a lock; retry it.",
                 model=model,
-                detail={"reason": "lock conflict"},
+                detail={"reason": "lock_conflict"},
             )
         cls = _classify(error, codes)
         if cls is not None:

@@ -10,6 +10,7 @@ RepositoryError                 model, detail, code
 ├── NotFoundError               no row with that identity (or not visible)
 ├── MultipleResultsFoundError   one row expected, several matched
 ├── InvalidFilterError          bad filter / sort / cursor / page size (also ValueError)
+├── InvalidValueError           the database refused a value (also ValueError)
 ├── ConcurrencyError            lost a race: stale version, deadlock, lock timeout
 ├── TenantRequiredError         tenant model touched with no tenant set
 ├── TenantMismatchError         a row written with another tenant's id

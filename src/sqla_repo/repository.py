@@ -84,6 +84,7 @@ class BaseRepository(Generic[ModelT]):
     with an ``AsyncSession``. Class-level settings:
 
     Attributes:
+        session: The ``AsyncSession`` given to the constructor; custom methods use it.
         model: The mapped class, inferred from ``BaseRepository[Model]``.
         filterable_fields: Fields untrusted ``filters=`` may name (default: every column
             attribute; relationship paths such as ``"author.email"`` only when listed).
@@ -141,7 +142,7 @@ class BaseRepository(Generic[ModelT]):
     # -- helpers -------------------------------------------------------------------
 
     @property
-    def info(self) -> ModelInfo:
+    def _info(self) -> ModelInfo:
         """Mapper facts about ``model`` (primary key, mixins), computed once per class."""
         cls = type(self)
         if cls._info_cache is None:
@@ -157,17 +158,22 @@ class BaseRepository(Generic[ModelT]):
 
     @property
     def _update_returning(self) -> bool:
-        return bool(self.session.get_bind(mapper=self.info.mapper).dialect.update_returning)
+        return bool(self.session.get_bind(mapper=self._info.mapper).dialect.update_returning)
 
     @property
     def dialect_name(self) -> str:
         """The name of the dialect the session's bind uses for ``model``."""
         if self._dialect_name is None:
-            self._dialect_name = self.session.get_bind(mapper=self.info.mapper).dialect.name
+            self._dialect_name = self.session.get_bind(mapper=self._info.mapper).dialect.name
         return self._dialect_name
 
     def base_select(self) -> Select[Any]:
-        """Return the statement every read starts from; override to add joins."""
+        """Return the statement that queries start from; override to add joins or conditions.
+
+        ``list()``, ``search()``, ``paginate()``, ``stream()``, ``count()``, ``exists()``
+        and ``get_one*()`` build on it (a join that repeats rows is made ``DISTINCT``).
+        ``get()`` and ``get_by_id()`` look rows up by key without it.
+        """
         return select(self.model)
 
     def _criteria(
@@ -179,12 +185,12 @@ class BaseRepository(Generic[ModelT]):
                 self.model, filters, allowed=self.filterable_fields, max_in=self.max_in_values
             )
         if eq:
-            info = self.info
+            info = self._info
             unknown = sorted(set(eq) - info.column_keys)
             if unknown:
                 msg = f"{self.model.__name__} has no column attribute(s) {', '.join(unknown)}"
                 raise InvalidFilterError(
-                    msg, model=self.model, detail={"field": unknown[0], "reason": "unknown field"}
+                    msg, model=self.model, detail={"field": unknown[0], "reason": "unknown_field"}
                 )
             criteria += [info.columns[k] == v for k, v in eq.items()]
         return criteria
@@ -228,19 +234,19 @@ class BaseRepository(Generic[ModelT]):
             raise InvalidFilterError(
                 "limit must be a positive integer",
                 model=self.model,
-                detail={"field": "limit", "reason": "must be a positive integer"},
+                detail={"field": "limit", "reason": "invalid_value"},
             )
         if limit > self.max_page_size:
             raise InvalidFilterError(
                 f"limit must not exceed {self.max_page_size}",
                 model=self.model,
-                detail={"field": "limit", "reason": f"must not exceed {self.max_page_size}"},
+                detail={"field": "limit", "reason": "out_of_range", "max": self.max_page_size},
             )
         if not _is_int(offset) or offset < 0:
             raise InvalidFilterError(
                 "offset must be a non-negative integer",
                 model=self.model,
-                detail={"field": "offset", "reason": "must be a non-negative integer"},
+                detail={"field": "offset", "reason": "invalid_value"},
             )
 
     def _aborts_on_error(self) -> bool:
@@ -249,12 +255,28 @@ class BaseRepository(Generic[ModelT]):
         return self.dialect_name == "postgresql"
 
     @asynccontextmanager
-    async def _atomic(self, *, flush: bool = False) -> AsyncIterator[None]:
-        """Run a write so that its failure becomes a typed error and spares the transaction.
+    async def atomic(self, *, flush: bool = False) -> AsyncIterator[None]:
+        """Guard a write: database errors become typed errors and spare the transaction.
 
-        ORM flushes always need a SAVEPOINT: a failed flush rolls back the session's
-        transaction otherwise. Single statements need one only where an error aborts the
-        transaction (PostgreSQL).
+        Every write method runs inside it; custom write methods should too:
+
+        ```python
+        async def rename_all(self, old: str, new: str) -> None:
+            async with self.atomic():
+                await self.session.execute(update(User).where(User.name == old).values(name=new))
+        ```
+
+        Args:
+            flush: The block flushes the unit of work. A failed flush rolls the session's
+                transaction back unless it ran inside a SAVEPOINT, so ``flush=True``
+                always opens one; single statements get one only where an error aborts
+                the whole transaction (PostgreSQL). ``use_savepoints = False`` turns the
+                SAVEPOINTs off.
+
+        Raises:
+            ConflictError: An integrity constraint refused the write.
+            ConcurrencyError: A stale version or a lock conflict.
+            InvalidValueError: The database refused a value.
         """
         with translate_errors(self.model):
             if self.use_savepoints and (flush or self._aborts_on_error()):
@@ -269,7 +291,7 @@ class BaseRepository(Generic[ModelT]):
         # In its default mode Python's sqlite3 opens a transaction only before DML, so a
         # SAVEPOINT issued first would open the transaction itself and its RELEASE would
         # commit the caller's work. Start the transaction explicitly in that case.
-        conn = await self.session.connection(bind_arguments={"mapper": self.info.mapper})
+        conn = await self.session.connection(bind_arguments={"mapper": self._info.mapper})
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
         if getattr(driver, "in_transaction", True) is False:
@@ -286,7 +308,7 @@ class BaseRepository(Generic[ModelT]):
         """Apply soft-delete and tenant rules to an object the identity map returned."""
         if obj is None:
             return None
-        info = self.info
+        info = self._info
         if info.soft_delete and not include_deleted and obj.deleted_at is not None:  # type: ignore[attr-defined]
             return None
         if info.tenant:
@@ -305,10 +327,10 @@ class BaseRepository(Generic[ModelT]):
         if not isinstance(obj_or_mapping, Mapping):
             msg = f"expected a {self.model.__name__} or a mapping"
             raise RepositoryError(msg, model=self.model)
-        self.info.check_keys(obj_or_mapping, what="field", relationships=True)
+        self._info.check_keys(obj_or_mapping, what="field", relationships=True)
 
     def _check_tenant_value(self, values: Mapping[str, Any], *, insert: bool = False) -> None:
-        if not self.info.tenant:
+        if not self._info.tenant:
             return
         scope = tenant_scope()
         if "tenant_id" not in values:
@@ -342,7 +364,7 @@ class BaseRepository(Generic[ModelT]):
             # session.get() skips loader options for objects already in the identity map;
             # a SELECT fills in whatever relationship is not loaded yet.
             stmt = self._select(
-                (pk_criterion(self.info, ident),),
+                (pk_criterion(self._info, ident),),
                 None,
                 {},
                 options,
@@ -352,7 +374,7 @@ class BaseRepository(Generic[ModelT]):
         else:
             execution_options = {INCLUDE_DELETED: True} if include_deleted else {}
             obj = await self.session.get(
-                self.model, self.info.identity(ident), execution_options=execution_options
+                self.model, self._info.identity(ident), execution_options=execution_options
             )
         return self._visible(obj, include_deleted=include_deleted)
 
@@ -454,7 +476,7 @@ class BaseRepository(Generic[ModelT]):
     ) -> int:
         """Return how many rows match (distinct rows when ``base_select()`` joins)."""
         stmt = self._select(where, filters, eq, (), include_deleted=include_deleted)
-        counter = count_statement(stmt, self.info)
+        counter = count_statement(stmt, self._info)
         if include_deleted:
             counter = counter.execution_options(**{INCLUDE_DELETED: True})
         return int(await self.session.scalar(counter) or 0)
@@ -514,7 +536,7 @@ class BaseRepository(Generic[ModelT]):
             if len(items) < limit and (items or offset == 0):
                 total = offset + len(items)
             else:
-                counter = count_statement(stmt, self.info)
+                counter = count_statement(stmt, self._info)
                 if include_deleted:
                     counter = counter.execution_options(**{INCLUDE_DELETED: True})
                 total = int(await self.session.scalar(counter) or 0)
@@ -604,7 +626,7 @@ class BaseRepository(Generic[ModelT]):
             RepositoryError: The mapping names an attribute the model does not have.
         """
         self._check_new(obj_or_mapping)
-        async with self._atomic(flush=True):
+        async with self.atomic(flush=True):
             # Built after the SAVEPOINT's own flush: an object linked by a backref to a
             # loaded one would otherwise be cascaded into that flush, unprotected.
             obj = (
@@ -659,14 +681,14 @@ class BaseRepository(Generic[ModelT]):
         Raises:
             ConflictError: A row broke a constraint; nothing was inserted.
         """
-        values = _bulk.row_dicts(self.info, rows)
+        values = _bulk.row_dicts(self._info, rows)
         if not values:
             return []
         for row in values:
             self._check_tenant_value(row, insert=True)
-        async with self._atomic(flush=True):
+        async with self.atomic(flush=True):
             return await _bulk.insert_returning(
-                self.session, self.info, values, batch_size=batch_size, dialect=self.dialect_name
+                self.session, self._info, values, batch_size=batch_size, dialect=self.dialect_name
             )
 
     async def update(
@@ -691,11 +713,11 @@ class BaseRepository(Generic[ModelT]):
         """
         merged = {**(values or {}), **changes}
         instance = isinstance(obj_or_id, self.model)
-        self.info.check_keys(merged, what="field", relationships=instance)
+        self._info.check_keys(merged, what="field", relationships=instance)
         self._check_tenant_value(merged)
         if isinstance(obj_or_id, self.model):
             try:
-                async with self._atomic(flush=True):
+                async with self.atomic(flush=True):
                     for key, value in merged.items():
                         setattr(obj_or_id, key, value)
                     await self.session.flush()
@@ -707,12 +729,12 @@ class BaseRepository(Generic[ModelT]):
             return obj_or_id
         if not merged:
             return await self.get_by_id(obj_or_id)
-        async with self._atomic():
+        async with self.atomic():
             obj = await _bulk.update_returning(
                 self.session,
-                self.info,
-                pk_criterion(self.info, obj_or_id),
-                update_values(self.info, merged),
+                self._info,
+                pk_criterion(self._info, obj_or_id),
+                update_values(self._info, merged),
                 update_returning=self._update_returning,
             )
         if obj is None:
@@ -729,11 +751,11 @@ class BaseRepository(Generic[ModelT]):
 
         ``updated_at``/``updated_by`` are stamped and ``version`` is incremented.
         """
-        self.info.check_keys(values, what="field")
+        self._info.check_keys(values, what="field")
         self._check_tenant_value(values)
-        async with self._atomic():
+        async with self.atomic():
             return await _bulk.update_where(
-                self.session, self.info, where, update_values(self.info, values), include_deleted
+                self.session, self._info, where, update_values(self._info, values), include_deleted
             )
 
     async def bulk_update(
@@ -747,9 +769,9 @@ class BaseRepository(Generic[ModelT]):
         rows = builtins.list(rows)
         for row in rows:
             self._check_tenant_value(row)
-        async with self._atomic(flush=len(rows) > 1):
+        async with self.atomic(flush=len(rows) > 1):
             return await _bulk.bulk_update(
-                self.session, self.info, rows, include_deleted=include_deleted
+                self.session, self._info, rows, include_deleted=include_deleted
             )
 
     async def upsert(
@@ -788,15 +810,15 @@ class BaseRepository(Generic[ModelT]):
         See [`upsert()`][sqla_repo.repository.BaseRepository.upsert]. Two rows with the
         same *conflict_on* values are refused before anything runs.
         """
-        values = _bulk.row_dicts(self.info, rows)
+        values = _bulk.row_dicts(self._info, rows)
         if not values:
             return []
         for row in values:
             self._check_tenant_value(row, insert=True)
-        async with self._atomic(flush=True):
+        async with self.atomic(flush=True):
             return await _bulk.upsert(
                 self.session,
-                self.info,
+                self._info,
                 values,
                 conflict_on=conflict_on,
                 update=update,
@@ -814,24 +836,24 @@ class BaseRepository(Generic[ModelT]):
             ConflictError: Other rows still reference it.
         """
         if isinstance(obj_or_id, self.model):
-            async with self._atomic(flush=True):
+            async with self.atomic(flush=True):
                 await self.session.delete(obj_or_id)
                 await self.session.flush()
             return
-        async with self._atomic():
+        async with self.atomic():
             count = await _bulk.delete_where(
-                self.session, self.info, (pk_criterion(self.info, obj_or_id),), include_deleted
+                self.session, self._info, (pk_criterion(self._info, obj_or_id),), include_deleted
             )
         if count == 0:
             raise self._not_found(obj_or_id)
 
     async def delete_where(self, *where: ColumnElement[bool], include_deleted: bool = False) -> int:
         """Delete every visible row matching *where* for good; return how many."""
-        async with self._atomic():
-            return await _bulk.delete_where(self.session, self.info, where, include_deleted)
+        async with self.atomic():
+            return await _bulk.delete_where(self.session, self._info, where, include_deleted)
 
     def _require_soft_delete(self) -> None:
-        if not self.info.soft_delete:
+        if not self._info.soft_delete:
             msg = f"{self.model.__name__} does not use SoftDeleteMixin"
             raise RepositoryError(msg, model=self.model)
 
@@ -864,17 +886,17 @@ class BaseRepository(Generic[ModelT]):
             if deleted and obj_or_id.deleted_at is not None:  # type: ignore[attr-defined]
                 raise self._not_found(sa_inspect(obj_or_id).identity)
             return await self.update(obj_or_id, deleted_at=value)
-        identity = criterion = pk_criterion(self.info, obj_or_id)
+        identity = criterion = pk_criterion(self._info, obj_or_id)
         if not deleted:
             # Only a deleted row changes: restoring a live row leaves updated_at and
             # version alone, as restoring a live instance does.
-            criterion = and_(criterion, self.info.columns["deleted_at"].is_not(None))
-        async with self._atomic():
+            criterion = and_(criterion, self._info.columns["deleted_at"].is_not(None))
+        async with self.atomic():
             obj = await _bulk.update_returning(
                 self.session,
-                self.info,
+                self._info,
                 criterion,
-                update_values(self.info, {"deleted_at": value}),
+                update_values(self._info, {"deleted_at": value}),
                 update_returning=self._update_returning,
                 include_deleted=not deleted,
                 identity=identity,

@@ -165,3 +165,13 @@ async def test_order_by_accepts_one_expression(session):
     await repo.bulk_create([{"email": "b@x.org"}, {"email": "a@x.org"}])
     assert [u.email for u in await repo.list(order_by=User.email)] == ["a@x.org", "b@x.org"]
     assert [u.email for u in await repo.list(order_by=User.email.desc())] == ["b@x.org", "a@x.org"]
+
+
+async def test_bulk_create_with_scattered_nulls_stays_batched(session):
+    """Rows whose None values differ still go out as a few multi-row INSERTs."""
+    repo = UserRepository(session)
+    rows = [{"email": f"{i}@x.org", "age": None if i % 3 else i} for i in range(90)]
+    with StatementLog(session) as log:
+        created = await repo.bulk_create(rows)
+    assert [u.age for u in created] == [r["age"] for r in rows]
+    assert log.dml.count("INSERT") <= 2

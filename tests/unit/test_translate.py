@@ -462,7 +462,7 @@ class TestPassThrough:
         """Deadlocks, serialization failures and lock timeouts become ConcurrencyError."""
         translated = translate(error, User)
         assert isinstance(translated, ConcurrencyError)
-        assert translated.detail["reason"] == "lock conflict"
+        assert translated.detail["reason"] == "lock_conflict"
         with pytest.raises(ConcurrencyError) as info, translate_errors(User):
             raise error
         assert info.value.__cause__ is error
