@@ -31,7 +31,12 @@ def update_keys(
     conflict_on: Sequence[str],
     update: Sequence[str] | None,
 ) -> list[str]:
-    """Return the columns a conflicting row gets from the proposed row."""
+    """Return the columns a conflicting row gets from the proposed row.
+
+    ``update=[]`` means "keep the existing row as it is": nothing is stamped or bumped.
+    """
+    if update is not None and not update:
+        return []
     if update is not None:
         info.check_keys(update, what="update column")
         bad = sorted(set(update) & (set(info.pk_keys) | set(conflict_on) | _NEVER_UPDATED))
@@ -67,7 +72,7 @@ def upsert_statement(
         assign: dict[str, Any] = {k: stmt.excluded[columns[k].name] for k in keys} or {
             conflict_on[0]: stmt.excluded[columns[conflict_on[0]].name]
         }
-        if info.versioned:
+        if info.versioned and keys:
             assign["version"] = columns["version"] + 1
         return stmt.on_conflict_do_update(
             index_elements=[columns[k] for k in conflict_on],
@@ -84,7 +89,7 @@ def upsert_statement(
         assign = {
             columns[k].name: guarded(stmt.inserted[columns[k].name], columns[k]) for k in keys
         } or {columns[conflict_on[0]].name: columns[conflict_on[0]]}
-        if info.versioned:
+        if info.versioned and keys:
             version = columns["version"]
             # MySQL applies assignments left to right; the guard reads columns never assigned.
             assign[version.name] = guarded(version + 1, version)

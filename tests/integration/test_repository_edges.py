@@ -175,3 +175,12 @@ async def test_bulk_create_with_scattered_nulls_stays_batched(session):
         created = await repo.bulk_create(rows)
     assert [u.age for u in created] == [r["age"] for r in rows]
     assert log.dml.count("INSERT") <= 2
+
+
+async def test_upsert_with_nothing_to_update_keeps_the_row(session):
+    """update=[] returns the existing row unchanged: no stamp, no version bump."""
+    repo = TicketRepository(session)
+    ticket = await repo.create({"title": "t"})
+    stamp = ticket.updated_at
+    same = await repo.upsert({"id": ticket.id, "title": "other"}, conflict_on=["id"], update=[])
+    assert (same.id, same.title, same.version, same.updated_at) == (ticket.id, "t", 1, stamp)
