@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,8 @@ def create(name: str) -> Backend:
 
 def drop(backend: Backend) -> None:
     if backend.admin_url is None:
+        if backend.url.database:
+            shutil.rmtree(Path(backend.url.database).parent, ignore_errors=True)
         return
     if backend.name == "postgresql":
         statement = f"DROP DATABASE IF EXISTS {backend.database} WITH (FORCE)"

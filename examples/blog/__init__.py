@@ -1,0 +1,1 @@
+"""A small blog service built with FastAPI and sqla_repo."""
