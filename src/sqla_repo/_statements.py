@@ -154,15 +154,14 @@ def has_join(stmt: Select[Any]) -> bool:
     return any(isinstance(f, Join) for f in stmt.get_final_froms())
 
 
-def count_statement(stmt: Select[Any], info: ModelInfo) -> Select[Any]:
+def count_statement(stmt: Select[Any], info: ModelInfo, *, joined: bool) -> Select[Any]:
     """Return a COUNT of the distinct base rows of *stmt*, without ORDER BY or loader options.
 
     A plain ``count(*)`` over the filtered table when there is no join; over the distinct
     primary keys when a join could fan rows out.
     """
-    bare = stmt.order_by(None).limit(None).offset(None)
-    bare = bare.options()  # options are additive; the entity-only rebuild below drops them
-    if has_join(stmt):
+    if joined:
+        bare = stmt.order_by(None).limit(None).offset(None)
         keys = bare.with_only_columns(*info.pk_attrs).distinct().subquery()
         return select(func.count()).select_from(keys)
     where = stmt.whereclause

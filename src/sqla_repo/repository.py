@@ -167,6 +167,10 @@ class BaseRepository(Generic[ModelT]):
             self._dialect_name = self.session.get_bind(mapper=self._info.mapper).dialect.name
         return self._dialect_name
 
+    def _joins(self, stmt: Select[Any]) -> bool:
+        # Finding the FROM list compiles an ORM statement: only an override can join.
+        return type(self).base_select is not BaseRepository.base_select and has_join(stmt)
+
     def base_select(self) -> Select[Any]:
         """Return the statement that queries start from; override to add joins or conditions.
 
@@ -205,7 +209,7 @@ class BaseRepository(Generic[ModelT]):
         include_deleted: bool,
     ) -> Select[Any]:
         stmt = self.base_select()
-        if has_join(stmt) and not stmt._distinct:  # noqa: SLF001
+        if self._joins(stmt) and not stmt._distinct:  # noqa: SLF001
             # A joined collection repeats the entity: one row per entity, so that LIMIT,
             # the page-proves-the-total shortcut and MultipleResultsFound stay right.
             stmt = stmt.distinct()
@@ -476,7 +480,7 @@ class BaseRepository(Generic[ModelT]):
     ) -> int:
         """Return how many rows match (distinct rows when ``base_select()`` joins)."""
         stmt = self._select(where, filters, eq, (), include_deleted=include_deleted)
-        counter = count_statement(stmt, self._info)
+        counter = count_statement(stmt, self._info, joined=self._joins(stmt))
         if include_deleted:
             counter = counter.execution_options(**{INCLUDE_DELETED: True})
         return int(await self.session.scalar(counter) or 0)
@@ -536,7 +540,7 @@ class BaseRepository(Generic[ModelT]):
             if len(items) < limit and (items or offset == 0):
                 total = offset + len(items)
             else:
-                counter = count_statement(stmt, self._info)
+                counter = count_statement(stmt, self._info, joined=self._joins(stmt))
                 if include_deleted:
                     counter = counter.execution_options(**{INCLUDE_DELETED: True})
                 total = int(await self.session.scalar(counter) or 0)
