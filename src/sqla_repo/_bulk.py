@@ -21,10 +21,12 @@ from sqla_repo.exceptions import ConflictError, RepositoryError
 from sqla_repo.types import utcnow
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Dialect
     from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = [
     "bulk_update",
+    "connected_dialect",
     "delete_where",
     "insert_returning",
     "row_dicts",
@@ -33,6 +35,16 @@ __all__ = [
     "upsert",
     "utcnow",
 ]
+
+
+async def connected_dialect(session: AsyncSession, info: ModelInfo) -> Dialect:
+    """Return the dialect of the session's connection for *info*'s model.
+
+    Capabilities such as ``insert_returning`` depend on the server version and are known
+    only once the engine's first connection has initialised the dialect.
+    """
+    conn = await session.connection(bind_arguments={"mapper": info.mapper})
+    return conn.dialect
 
 
 def _chunks(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
@@ -108,12 +120,12 @@ async def _insert_uniform(
     dialect: str,
 ) -> list[Any]:
     out: list[Any] = []
-    if not session.get_bind(mapper=info.mapper).dialect.insert_returning:
+    if not (await connected_dialect(session, info)).insert_returning:
         # MySQL has no INSERT … RETURNING: let the unit of work insert row by row, reading
         # each generated key back.
         objs = [info.model(**row) for row in rows]
         session.add_all(objs)
-        await session.flush(objs)
+        await session.flush()
         return objs
     sortable_by_key = (
         dialect == "sqlite" and info.single_int_autoincrement_pk and info.pk_keys[0] not in rows[0]
@@ -242,7 +254,7 @@ async def bulk_update(
     idents = list(merged)
     if not idents:
         return 0
-    dialect = session.get_bind(mapper=info.mapper).dialect
+    dialect = await connected_dialect(session, info)
     bind = {"mapper": info.mapper}
     matched: int | None = None
     if not dialect.supports_sane_multi_rowcount:

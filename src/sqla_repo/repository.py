@@ -23,7 +23,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar, get_args, get_origin
 
 from sqlalchemy import ColumnElement, Select, and_, select, true
 from sqlalchemy import exc as sa_exc
@@ -66,6 +66,10 @@ ModelT = TypeVar("ModelT")
 
 Filters = Mapping[str, Any] | Sequence[tuple[str, str, Any]]
 OrderBy = str | ColumnElement[Any] | QueryableAttribute[Any] | Sequence[Any]
+
+
+MAX_OFFSET: Final = 2**63 - 1
+"""The largest ``offset`` accepted: the largest value every backend's OFFSET takes."""
 
 
 def _is_int(value: object) -> bool:
@@ -156,9 +160,8 @@ class BaseRepository(Generic[ModelT]):
             with suppress(sa_exc.InvalidRequestError):
                 await self.session.refresh(obj)
 
-    @property
-    def _update_returning(self) -> bool:
-        return bool(self.session.get_bind(mapper=self._info.mapper).dialect.update_returning)
+    async def _update_returning(self) -> bool:
+        return bool((await _bulk.connected_dialect(self.session, self._info)).update_returning)
 
     @property
     def dialect_name(self) -> str:
@@ -251,6 +254,12 @@ class BaseRepository(Generic[ModelT]):
                 "offset must be a non-negative integer",
                 model=self.model,
                 detail={"field": "offset", "reason": "invalid_value"},
+            )
+        if offset > MAX_OFFSET:
+            raise InvalidFilterError(
+                f"offset must not exceed {MAX_OFFSET}",
+                model=self.model,
+                detail={"field": "offset", "reason": "out_of_range", "max": MAX_OFFSET},
             )
 
     def _aborts_on_error(self) -> bool:
@@ -739,7 +748,7 @@ class BaseRepository(Generic[ModelT]):
                 self._info,
                 pk_criterion(self._info, obj_or_id),
                 update_values(self._info, merged),
-                update_returning=self._update_returning,
+                update_returning=await self._update_returning(),
             )
         if obj is None:
             raise self._not_found(obj_or_id)
@@ -901,7 +910,7 @@ class BaseRepository(Generic[ModelT]):
                 self._info,
                 criterion,
                 update_values(self._info, {"deleted_at": value}),
-                update_returning=self._update_returning,
+                update_returning=await self._update_returning(),
                 include_deleted=not deleted,
                 identity=identity,
             )
