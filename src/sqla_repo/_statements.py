@@ -150,8 +150,16 @@ def pk_criterion(info: ModelInfo, ident: Any) -> ColumnElement[bool]:
 
 
 def has_join(stmt: Select[Any]) -> bool:
-    """Whether *stmt* joins other tables (so its rows may fan out)."""
-    return any(isinstance(f, Join) for f in stmt.get_final_froms())
+    """Whether *stmt* joins other tables (so its rows may fan out).
+
+    Reads the statement's own join list where SQLAlchemy keeps one:
+    ``get_final_froms()`` compiles an ORM statement to answer (about 0.35 ms).
+    """
+    setup_joins = getattr(stmt, "_setup_joins", None)
+    from_obj = getattr(stmt, "_from_obj", None)
+    if setup_joins is None or from_obj is None:
+        return any(isinstance(f, Join) for f in stmt.get_final_froms())
+    return bool(setup_joins) or any(isinstance(f, Join) for f in from_obj)
 
 
 def count_statement(stmt: Select[Any], info: ModelInfo, *, joined: bool) -> Select[Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, case
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from sqla_repo._statements import ModelInfo, guard_criteria
 from sqla_repo.exceptions import RepositoryError
@@ -63,6 +62,9 @@ def upsert_statement(
     keys: Sequence[str],
 ) -> Any:
     """Return the ORM-enabled upsert ``Insert`` for *dialect_name*, without values."""
+    # Dialect packages are imported on first use: each costs tens of ms at import time.
+    from sqlalchemy.dialects import mysql, postgresql, sqlite  # noqa: PLC0415
+
     columns = info.columns
     guard = guard_criteria(info)
     if dialect_name in {"postgresql", "sqlite"}:

@@ -22,7 +22,6 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import DateTime, Interval
-from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 if TYPE_CHECKING:
@@ -82,6 +81,9 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         """Use ``DATETIME(6)`` on MySQL/MariaDB so microseconds survive."""
         if dialect.name in {"mysql", "mariadb"}:
+            # Imported here: the MySQL dialect package costs ~50 ms at import time.
+            from sqlalchemy.dialects import mysql  # noqa: PLC0415
+
             return dialect.type_descriptor(mysql.DATETIME(fsp=6))
         return dialect.type_descriptor(DateTime(timezone=True))
 
@@ -122,4 +124,6 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             raise TypeError(msg)
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
+        if value.tzinfo is UTC:  # asyncpg's timestamptz values need no conversion
+            return value
         return value.astimezone(UTC)
