@@ -1,0 +1,120 @@
+"""Draw the benchmark ratios of a results file as a PNG (needs matplotlib).
+
+    python benchmarks/plot.py                                   # the reference results
+    python benchmarks/plot.py benchmarks/results/<time>.json out.png
+
+One panel per backend: for each operation, every contender's median time divided by the
+hand-written ORM version's (below 1 is faster), on a logarithmic axis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import matplotlib as mpl
+
+mpl.use("Agg")
+import matplotlib.pyplot as plt
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_INPUT = HERE / "reference-results.json"
+DEFAULT_OUTPUT = HERE.parent / "docs" / "assets" / "benchmarks.png"
+
+ORDER = ("core", "orm", "sqla_repo", "sqla_repo_nosp", "advanced_alchemy", "fastcrud")
+LABELS = {
+    "core": "SQLAlchemy Core",
+    "orm": "hand-written ORM",
+    "sqla_repo": "sqla_repo",
+    "sqla_repo_nosp": "sqla_repo, use_savepoints=False",
+    "advanced_alchemy": "advanced-alchemy",
+    "fastcrud": "FastCRUD",
+}
+COLORS = {
+    "core": "#9e9e9e",
+    "orm": "#424242",
+    "sqla_repo": "#3f51b5",
+    "sqla_repo_nosp": "#9fa8da",
+    "advanced_alchemy": "#e65100",
+    "fastcrud": "#2e7d32",
+}
+SHORT = {
+    "get": "get",
+    "create": "create",
+    "update": "update",
+    "delete": "delete",
+    "bulk_create": "bulk create",
+    "bulk_create_returning": "bulk create\n(vs ORM\nINSERT)",
+    "upsert": "upsert",
+    "search": "search",
+    "search_filters": "search\n(filters=)",
+    "page_first": "offset\npage 1",
+    "offset_deep": "offset\ndeep",
+    "keyset_first": "keyset\npage 1",
+    "keyset_deep": "keyset\ndeep",
+}
+
+
+def plot(results: dict, output: Path) -> None:
+    backends = list(results["backends"].items())
+    fig, axes = plt.subplots(len(backends), 1, figsize=(13, 3.6 * len(backends)), squeeze=False)
+    present = [
+        c
+        for c in ORDER
+        if any(c in op["contenders"] for _, r in backends for op in r["operations"].values())
+    ]
+    width = 0.8 / len(present)
+    low, high = 1.0, 1.0
+    for (name, result), ax in zip(backends, axes[:, 0], strict=True):
+        ops = list(result["operations"])
+        for index, contender in enumerate(present):
+            xs, ys = [], []
+            for position, op in enumerate(ops):
+                stats = result["operations"][op]["contenders"].get(contender)
+                if stats is None:
+                    continue
+                xs.append(position - 0.4 + width * (index + 0.5))
+                ys.append(stats["ratio_to_orm"])
+            if ys:
+                low, high = min(low, *ys), max(high, *ys)
+            ax.bar(xs, ys, width, color=COLORS[contender], label=LABELS[contender])
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(ops)))
+        ax.set_xticklabels([SHORT.get(op, op) for op in ops], fontsize=8)
+        ax.set_ylabel("time / hand-written ORM")
+        ax.set_title(f"{name}: {result['server'].split(' on ')[0]}", fontsize=10, loc="left")
+        ax.grid(axis="y", which="both", alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylim(10 ** math.floor(math.log10(low)), 10 ** math.ceil(math.log10(high)))
+    axes[0, 0].legend(ncol=len(present), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 1.32))
+    versions = results["versions"]
+    fig.text(
+        0.01,
+        0.005,
+        f"median of interleaved samples; sqla_repo {versions['sqla_repo']}, SQLAlchemy "
+        f"{versions['sqlalchemy']}, advanced-alchemy {versions['advanced-alchemy']}, "
+        f"FastCRUD {versions['fastcrud']}, Python {versions['python']}; "
+        f"{results['params']['rows']:,} rows; {results['machine']['cpu']}, "
+        f"{results['machine']['cores']} cores",
+        fontsize=7,
+        color="#555555",
+    )
+    fig.tight_layout(rect=(0, 0.02, 1, 0.97))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("input", nargs="?", type=Path, default=DEFAULT_INPUT)
+    parser.add_argument("output", nargs="?", type=Path, default=DEFAULT_OUTPUT)
+    args = parser.parse_args()
+    plot(json.loads(args.input.read_text()), args.output)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

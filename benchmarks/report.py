@@ -1,0 +1,301 @@
+"""Render a results file as the Markdown tables of docs/performance.md.
+
+    python benchmarks/report.py                      # print the reference results' tables
+    python benchmarks/report.py --write docs/performance.md
+
+With ``--write``, the text between ``<!-- results:start -->`` and ``<!-- results:end -->``
+in the given file is replaced, so the page's figures always come from one results file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from run import evaluate_targets
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_INPUT = HERE / "reference-results.json"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+CONTENDERS = ("core", "orm", "sqla_repo", "sqla_repo_nosp", "advanced_alchemy", "fastcrud")
+LABELS = {
+    "core": "Core",
+    "orm": "hand-written ORM",
+    "sqla_repo": "sqla_repo",
+    "sqla_repo_nosp": "sqla_repo, no savepoints",
+    "advanced_alchemy": "advanced-alchemy",
+    "fastcrud": "FastCRUD",
+}
+BACKENDS = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mariadb": "MariaDB"}
+TIMES, DASH, MINUS = "\u00d7", "\u2013", "\u2212"  # typographic signs for the tables
+
+
+def fmt_time(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.0f} µs"
+
+
+def fmt_ratio(ratio: float) -> str:
+    return f"{ratio:.2f}{TIMES}"
+
+
+def table(header: list[str], rows: list[list[str]], align: str = "") -> list[str]:
+    align = align or "l" + "r" * (len(header) - 1)
+    marks = {"l": "---", "r": "---:", "c": ":---:"}
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join(marks[a] for a in align) + " |"]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return out
+
+
+def server_name(result: dict[str, Any]) -> str:
+    server = str(result["server"])
+    match = re.match(r"PostgreSQL [\d.]+", server)
+    if match:
+        return match.group(0)
+    if "MariaDB" in server:
+        return "MariaDB " + server.split("-", 1)[0]
+    return server
+
+
+def operations_table(result: dict[str, Any]) -> list[str]:
+    ops = result["operations"]
+    present = [c for c in CONTENDERS if any(c in op["contenders"] for op in ops.values())]
+    rows = []
+    for op in ops.values():
+        row = [op["label"]]
+        for contender in present:
+            stats = op["contenders"].get(contender)
+            if stats is None:
+                row.append(DASH)
+                continue
+            row.append(
+                f"{fmt_ratio(stats['ratio_to_orm'])} · {fmt_time(stats['median_s'])} · "
+                f"{stats['statements']}"
+            )
+        repo = op["contenders"].get("sqla_repo")
+        row.append(fmt_ratio(repo["ratio_to_core"]) if repo else DASH)
+        rows.append(row)
+    return table(["operation", *(LABELS[c] for c in present), "sqla_repo ÷ Core"], rows)
+
+
+def targets_table(results: dict[str, Any]) -> list[str]:
+    backends = list(results["backends"])
+    by_target: dict[str, dict[str, dict[str, Any]]] = {}
+    for target in evaluate_targets(results):  # judged again: full precision, current rules
+        by_target.setdefault(target["target"], {})[target["backend"]] = target
+    rows = []
+    for name, per_backend in by_target.items():
+        row = [name.replace("<=", "≤").replace("x ", f"{TIMES} ").replace("x)", f"{TIMES})")]
+        for backend in backends:
+            target = per_backend.get(backend)
+            if target is None:
+                row.append(DASH)
+                continue
+            figure = target["figure"]
+            shown = fmt_ratio(figure) if isinstance(figure, float) else str(figure)
+            row.append(f"{'met' if target['met'] else '**missed**'} ({shown})")
+        rows.append(row)
+    return table(["target", *(BACKENDS[b] for b in backends)], rows, "l" + "l" * len(backends))
+
+
+def count_table(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for backend, result in results["backends"].items():
+        for figures in result.get("count_strategy", {}).values():
+            rows.append(  # noqa: PERF401 - reads better
+                [
+                    BACKENDS[backend],
+                    f"{figures['matching_rows']:,}",
+                    fmt_time(figures["window_s"]),
+                    fmt_time(figures["separate_count_s"]),
+                    fmt_ratio(figures["window_over_separate"]),
+                ]
+            )
+    return table(
+        [
+            "backend",
+            "matching rows",
+            "page with COUNT(*) OVER ()",
+            "page + separate COUNT",
+            "window ÷ separate",
+        ],
+        rows,
+    )
+
+
+def pages_table(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for backend, result in results["backends"].items():
+        ops = result["operations"]
+        needed = ("page_first", "offset_deep", "keyset_first", "keyset_deep")
+        if not all(name in ops for name in needed):
+            continue
+        for contender in ("orm", "sqla_repo"):
+            med = {name: ops[name]["contenders"][contender]["median_s"] for name in needed}
+            rows.append(
+                [
+                    BACKENDS[backend],
+                    LABELS[contender],
+                    fmt_time(med["page_first"]),
+                    fmt_time(med["offset_deep"]),
+                    fmt_time(med["keyset_first"]),
+                    fmt_time(med["keyset_deep"]),
+                    fmt_ratio(med["offset_deep"] / med["keyset_deep"]),
+                    fmt_ratio(med["keyset_deep"] / med["page_first"]),
+                ]
+            )
+    return table(
+        [
+            "backend",
+            "contender",
+            "offset page 1",
+            "offset at depth",
+            "keyset page 1",
+            "keyset at depth",
+            "offset ÷ keyset at depth",
+            "keyset at depth ÷ offset page 1",
+        ],
+        rows,
+        "ll" + "r" * 6,
+    )
+
+
+def stream_table(results: dict[str, Any]) -> list[str]:
+    rows = []
+    labels = dict(LABELS, orm_all="hand-written ORM, `.all()` (not a stream)")
+    for backend, result in results["backends"].items():
+        for contender, sizes in result.get("stream", {}).items():
+            for size, figures in sorted(sizes.items(), key=lambda item: int(item[0])):
+                rows.append(
+                    [
+                        BACKENDS[backend],
+                        labels[contender],
+                        f"{int(size):,}",
+                        f"{figures['seconds']:.2f} s",
+                        f"{figures['rss_growth_kib'] / 1024:.1f} MiB",
+                        f"{figures['rss_peak_kib'] / 1024:.0f} MiB",
+                    ]
+                )
+    return table(
+        ["backend", "contender", "rows", "time", "peak RSS growth", "peak RSS"],
+        rows,
+        "llrrrr",
+    )
+
+
+def import_table(results: dict[str, Any]) -> list[str]:
+    figures = results.get("import_time", {})
+    rows = [
+        [
+            f"`{label}`" if " " not in label else label,
+            fmt_time(values["wall_minus_interpreter_s"]),
+            fmt_time(values["importtime_cumulative_s"]),
+        ]
+        for label, values in figures.items()
+        if isinstance(values, dict)
+    ]
+    out = table(
+        ["import", f"wall clock {MINUS} bare interpreter", "`-X importtime`, cumulative"], rows
+    )
+    bare = figures.get("interpreter_start_s")
+    if bare is not None:
+        out += ["", f"A bare interpreter starts in {fmt_time(bare)}."]
+    return out
+
+
+def environment(results: dict[str, Any]) -> list[str]:
+    machine, versions = results["machine"], results["versions"]
+    source = results.get("source", {})
+    rows = [
+        ["CPU", f"{machine['cpu']}, {machine['cores']} cores"],
+        ["memory", f"{machine['ram_gib']} GiB"],
+        ["OS", machine["os"]],
+        ["Python", versions["python"]],
+    ]
+    for dist in (
+        "sqlalchemy",
+        "greenlet",
+        "aiosqlite",
+        "asyncpg",
+        "asyncmy",
+        "advanced-alchemy",
+        "fastcrud",
+        "pydantic",
+    ):
+        rows.append([dist, versions.get(dist, DASH)])  # noqa: PERF401 - reads better
+    for backend, result in results["backends"].items():
+        rows.append([BACKENDS[backend], server_name(result)])
+    if source.get("commit"):
+        dirty = " (with local changes)" if source.get("modified_files") else ""
+        rows.append(
+            ["sqla_repo", f"{versions['sqla_repo']}, commit `{source['commit'][:12]}`{dirty}"]
+        )
+    rows.append(["run", f"{results['created']}, {results['seconds'] / 60:.0f} minutes"])
+    loads = [
+        f"{BACKENDS[b]} {r['load_average_before'][0]:.1f}{DASH}{r['load_average_after'][0]:.1f}"
+        for b, r in results["backends"].items()
+        if "load_average_before" in r
+    ]
+    if loads:
+        rows.append([f"1-minute load average (start{DASH}end)", ", ".join(loads)])
+    params = results["params"]
+    rows.append(
+        [
+            "sizes",
+            (
+                f"{params['rows']:,} rows; bulk {params['bulk_rows']:,}; upsert "
+                f"{params['upsert_rows']:,}; stream {params['stream_rows']:,}; "
+                f"{params['reps']} samples ({params['heavy_reps']} for bulk writes)"
+            ),
+        ]
+    )
+    return table(["", ""], rows, "ll")
+
+
+def render(results: dict[str, Any]) -> str:
+    out: list[str] = [START, "", "### Machine and versions", ""]
+    out += environment(results)
+    out += ["", "### Targets", ""]
+    out += targets_table(results)
+    for backend, result in results["backends"].items():
+        out += ["", f"### {BACKENDS[backend]} ({server_name(result)})", ""]
+        out += operations_table(result)
+    out += ["", "### Count strategy for `search()`", ""]
+    out += count_table(results)
+    out += ["", "### Deep pages", ""]
+    out += pages_table(results)
+    if any("stream" in r for r in results["backends"].values()):
+        out += ["", "### Streaming", ""]
+        out += stream_table(results)
+    if "import_time" in results:
+        out += ["", "### Import time", ""]
+        out += import_table(results)
+    out += ["", END]
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("input", nargs="?", type=Path, default=DEFAULT_INPUT)
+    parser.add_argument("--write", type=Path, help="replace the results section of this file")
+    args = parser.parse_args()
+    text = render(json.loads(args.input.read_text()))
+    if args.write is None:
+        print(text, end="")
+        return
+    page = args.write.read_text()
+    before, rest = page.split(START, 1)
+    _, after = rest.split(END, 1)
+    args.write.write_text(before + text.rstrip("\n") + after)
+    print(f"updated {args.write}")
+
+
+if __name__ == "__main__":
+    main()
