@@ -199,7 +199,13 @@ class BaseRepository(Generic[ModelT]):
                 raise InvalidFilterError(
                     msg, model=self.model, detail={"field": unknown[0], "reason": "unknown_field"}
                 )
-            criteria += [info.columns[k] == v for k, v in eq.items()]
+            # Coerced like untrusted input: **eq values often come from a path or a form.
+            criteria += [
+                info.columns[k].is_(None)
+                if v is None
+                else info.columns[k] == info.coerce_value(k, v)
+                for k, v in eq.items()
+            ]
         return criteria
 
     def _select(

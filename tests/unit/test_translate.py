@@ -522,3 +522,22 @@ class TestNaiveDatetime:
         with pytest.raises(sa_exc.StatementError) as info, translate_errors(User):
             raise wrapped
         assert info.value is wrapped
+
+
+class TestCleanupFailure:
+    def test_failed_savepoint_rollback_reports_the_original_error(self) -> None:
+        """A cleanup error raised while handling a deadlock is reported as the deadlock."""
+        deadlock = wrap(MySQLDriverError(1213, "Deadlock found"), sa_exc.OperationalError)
+        cleanup = wrap(
+            MySQLDriverError(1305, "SAVEPOINT sa_1 does not exist"), sa_exc.OperationalError
+        )
+
+        def fail_during_cleanup() -> None:
+            try:
+                raise deadlock
+            except sa_exc.OperationalError:
+                raise cleanup  # noqa: B904 - the cleanup error replaces it, as in SQLAlchemy
+
+        with pytest.raises(ConcurrencyError) as info, translate_errors(User):
+            fail_during_cleanup()
+        assert info.value.__cause__ is cleanup
