@@ -276,12 +276,16 @@ def translate_errors(model: type[Any] | None = None) -> Iterator[None]:
         yield
     except (sa_exc.DBAPIError, orm_exc.StaleDataError) as exc:
         translated = translate(exc, model)
+        # Cleaning up after an error can fail in turn: MariaDB ends the transaction on a
+        # deadlock, so the ROLLBACK TO SAVEPOINT that follows finds no savepoint (errno
+        # 1305). The error that started it, up the context chain, says what happened.
         context = exc.__context__
-        if translated is None and isinstance(context, (sa_exc.DBAPIError, orm_exc.StaleDataError)):
-            # Cleaning up after an error can fail in turn: MariaDB ends the transaction
-            # on a deadlock, so the ROLLBACK TO SAVEPOINT that follows finds no savepoint
-            # (errno 1305). The error that started it says what happened.
-            translated = translate(context, model)
+        for _ in range(8):
+            if translated is not None or context is None:
+                break
+            if isinstance(context, (sa_exc.DBAPIError, orm_exc.StaleDataError)):
+                translated = translate(context, model)
+            context = context.__context__
         if translated is None:
             raise
         raise translated from exc
