@@ -262,6 +262,11 @@ def translate(error: BaseException, model: type[Any] | None = None) -> Repositor
     return None
 
 
+def _savepoint_lost(error: BaseException) -> bool:
+    """Whether *error* is MySQL/MariaDB's "SAVEPOINT does not exist" (errno 1305)."""
+    return isinstance(error, sa_exc.DBAPIError) and _codes(error).errno == 1305  # noqa: PLR2004
+
+
 @contextmanager
 def translate_errors(model: type[Any] | None = None) -> Iterator[None]:
     """Re-raise integrity and stale-version errors as sqla_repo errors, chained.
@@ -276,16 +281,19 @@ def translate_errors(model: type[Any] | None = None) -> Iterator[None]:
         yield
     except (sa_exc.DBAPIError, orm_exc.StaleDataError) as exc:
         translated = translate(exc, model)
-        # Cleaning up after an error can fail in turn: MariaDB ends the transaction on a
-        # deadlock, so the ROLLBACK TO SAVEPOINT that follows finds no savepoint (errno
-        # 1305). The error that started it, up the context chain, says what happened.
-        context = exc.__context__
-        for _ in range(8):
-            if translated is not None or context is None:
-                break
-            if isinstance(context, (sa_exc.DBAPIError, orm_exc.StaleDataError)):
-                translated = translate(context, model)
-            context = context.__context__
+        if translated is None and _savepoint_lost(exc):
+            # MariaDB ends the whole transaction on a deadlock, so the ROLLBACK TO
+            # SAVEPOINT that follows fails (errno 1305). The lock conflict that started
+            # it, up the context chain, is what happened.
+            context = exc.__context__
+            for _ in range(8):
+                if context is None or translated is not None:
+                    break
+                if isinstance(context, sa_exc.DBAPIError):
+                    candidate = translate(context, model)
+                    if isinstance(candidate, ConcurrencyError):
+                        translated = candidate
+                context = context.__context__
         if translated is None:
             raise
         raise translated from exc
