@@ -10,6 +10,7 @@ from decimal import Decimal
 from sqlalchemy import (
     CheckConstraint,
     Column,
+    Double,
     ForeignKey,
     MetaData,
     Numeric,
@@ -53,7 +54,7 @@ class User(AuditedBase, SoftDeleteMixin):
     name: Mapped[str] = mapped_column(String(100), default="")
     username: Mapped[str | None] = mapped_column(String(50), unique=True, default=None)
     age: Mapped[int | None] = mapped_column(default=None)
-    score: Mapped[float | None] = mapped_column(default=None)
+    score: Mapped[float | None] = mapped_column(Double(), default=None)
     balance: Mapped[Decimal | None] = mapped_column(Numeric(12, 2), default=None)
     is_active: Mapped[bool] = mapped_column(default=True)
     is_superuser: Mapped[bool] = mapped_column(default=False)

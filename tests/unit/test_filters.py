@@ -293,10 +293,11 @@ class TestFields:
     def test_relationship_many_to_one(self):
         """A many-to-one path compiles to EXISTS via has()."""
         condition = one(Post, {"author.email__endswith": "@x.org"}, allowed={"author.email"})
-        assert sql(select(Post.id).where(condition)).endswith(
+        # On SQLAlchemy 2.0 the soft-delete criterion is added inside the EXISTS too.
+        assert (
             "WHERE EXISTS (SELECT 1 \nFROM users \nWHERE users.id = posts.author_id AND "
-            "(users.email LIKE %(param_1)s ESCAPE %(param_2)s))"
-        )
+            "(users.email LIKE %(param_1)s ESCAPE %(param_2)s)"
+        ) in sql(select(Post.id).where(condition))
 
     def test_relationship_collection(self):
         """A collection path compiles to EXISTS via any(); rows cannot repeat."""
