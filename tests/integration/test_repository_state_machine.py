@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -10,16 +9,14 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
-    RuleBasedStateMachine,
     consumes,
     invariant,
     multiple,
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.pool import NullPool
 
+from machines import SessionMachine
 from models import User
 from repositories import UserRepository
 from sqla_repo import NotFoundError
@@ -28,35 +25,17 @@ names = st.text(alphabet="abcxyz", min_size=0, max_size=6)
 ages = st.none() | st.integers(min_value=0, max_value=99)
 
 
-class RepositoryMachine(RuleBasedStateMachine):
+class RepositoryMachine(SessionMachine):
     """Each step runs on the repository and on ``self.expected``; they must agree."""
 
-    backend: Any = None
     users = Bundle("users")
 
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.engine = self.backend.engine(poolclass=NullPool)
-        self.conn = self.run(self.engine.connect())
-        self.outer = self.run(self.conn.begin())
-        self.session = AsyncSession(
-            bind=self.conn, join_transaction_mode="create_savepoint", expire_on_commit=False
-        )
         self.repo = UserRepository(self.session)
         # id -> (email, name, age, deleted)
         self.expected: dict[int, dict[str, Any]] = {}
         self.counter = 0
-
-    def run(self, coro: Any) -> Any:
-        return self.loop.run_until_complete(coro)
-
-    def teardown(self) -> None:
-        self.run(self.session.close())
-        self.run(self.outer.rollback())
-        self.run(self.conn.close())
-        self.run(self.engine.dispose())
-        self.loop.close()
 
     def _email(self) -> str:
         self.counter += 1

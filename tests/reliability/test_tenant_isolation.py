@@ -10,7 +10,6 @@ that does not exist.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -19,16 +18,14 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
-    RuleBasedStateMachine,
     invariant,
     multiple,
     rule,
     run_state_machine_as_test,
 )
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.pool import NullPool
 
+from machines import SessionMachine
 from models import Document, Note
 from reliability.support import expect_defect
 from repositories import DocumentRepository
@@ -65,22 +62,14 @@ def _same_refusal(foreign: BaseException, missing: BaseException) -> None:
     }
 
 
-class TenantMachine(RuleBasedStateMachine):
+class TenantMachine(SessionMachine):
     """Each step runs as one tenant; the model says what that tenant may see and change."""
 
-    backend: Any = None
     documents = Bundle("documents")
     notes = Bundle("notes")
 
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.engine = self.backend.engine(poolclass=NullPool)
-        self.conn = self.run(self.engine.connect())
-        self.outer = self.run(self.conn.begin())
-        self.session = AsyncSession(
-            bind=self.conn, join_transaction_mode="create_savepoint", expire_on_commit=False
-        )
         self.docs = DocumentRepository(self.session)
         self.note_repo = NoteRepository(self.session)
         # id -> {"tenant", "slug", "body"}; id -> {"tenant", "document", "text", "deleted"}
@@ -89,16 +78,6 @@ class TenantMachine(RuleBasedStateMachine):
         # Strong references keep loaded rows in the session's (weak) identity map, so reads
         # by the other tenant meet them there as well as in the database.
         self.held: list[Any] = []
-
-    def run(self, coro: Any) -> Any:
-        return self.loop.run_until_complete(coro)
-
-    def teardown(self) -> None:
-        self.run(self.session.close())
-        self.run(self.outer.rollback())
-        self.run(self.conn.close())
-        self.run(self.engine.dispose())
-        self.loop.close()
 
     # -- helpers -----------------------------------------------------------------------------
 
