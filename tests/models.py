@@ -8,10 +8,13 @@ import uuid
 from decimal import Decimal
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Column,
     Double,
     ForeignKey,
+    ForeignKeyConstraint,
+    Integer,
     MetaData,
     Numeric,
     String,
@@ -105,6 +108,33 @@ class Note(IntegerPKMixin, TenantMixin, SoftDeleteMixin, Base):
     document_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("documents.id"))
     text: Mapped[str] = mapped_column(String(200))
     document: Mapped[Document] = relationship(back_populates="notes", lazy="raise")
+
+
+class Folder(IntegerPKMixin, TenantMixin, SoftDeleteMixin, Base):
+    __tablename__ = "folders"
+    __table_args__ = (UniqueConstraint("tenant_id", "id"),)
+
+    name: Mapped[str] = mapped_column(String(50))
+
+
+class Pin(IntegerPKMixin, TenantMixin, Base):
+    """A tenant's row whose composite foreign key carries the tenant too."""
+
+    __tablename__ = "pins"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "folder_id"], ["folders.tenant_id", "folders.id"]),
+    )
+
+    folder_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+
+
+class Shortcut(IntegerPKMixin, Base):
+    """A row outside tenant scoping that points into a tenant's table."""
+
+    __tablename__ = "shortcuts"
+
+    folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id"))
+    folder: Mapped[Folder] = relationship(lazy="raise")
 
 
 class Ticket(UUIDPKMixin, VersionMixin, TimestampMixin, Base):

@@ -1,13 +1,20 @@
 """Multi-tenant scoping: one set of tables, each tenant inside its own rows."""
 
 import asyncio
+import uuid
 
-from sqlalchemy import String, UniqueConstraint
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy.ext.asyncio import (
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sqla_repo import (
     Base,
+    ForeignKeyViolationError,
+    IntegerPKMixin,
     NotFoundError,
     TenantMismatchError,
     TenantMixin,
@@ -29,7 +36,18 @@ class Document(UUIDv7PKMixin, TenantMixin, TimestampMixin, Base):
     title: Mapped[str] = mapped_column(String(200))
 
 
+class Comment(IntegerPKMixin, TenantMixin, Base):
+    __tablename__ = "comments"
+
+    document_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("documents.id"))
+    text: Mapped[str] = mapped_column(String(500))
+
+
 class DocumentRepository(BaseRepository[Document]):
+    pass
+
+
+class CommentRepository(BaseRepository[Comment]):
     pass
 
 
@@ -66,6 +84,20 @@ async def main() -> None:
             )
     # --8<-- [end:scoped]
 
+    # --8<-- [start:references]
+    with tenant("globex"):
+        async with new_session() as session, session.begin():
+            comments = CommentRepository(session)
+            try:
+                await comments.create({"document_id": welcome.id, "text": "hi"})
+            except ForeignKeyViolationError as exc:
+                print("globex linking acme's document:", exc.detail)
+            try:
+                await comments.create({"document_id": uuid.uuid4(), "text": "hi"})
+            except ForeignKeyViolationError as exc:
+                print("globex linking a missing one: ", exc.detail)
+    # --8<-- [end:references]
+
     # --8<-- [start:denied]
     async with new_session() as session:
         try:
@@ -83,6 +115,12 @@ async def main() -> None:
                 print("acme writing a globex row:", exc.code)
     # --8<-- [end:denied]
 
+    await across_tenants(new_session)
+
+    await engine.dispose()
+
+
+async def across_tenants(new_session: async_sessionmaker[AsyncSession]) -> None:
     # --8<-- [start:all-tenants]
     with all_tenants():
         async with new_session() as session, session.begin():
@@ -99,8 +137,6 @@ async def main() -> None:
             except TenantRequiredError:
                 print("a new row inside all_tenants() must name its tenant")
     # --8<-- [end:all-tenants]
-
-    await engine.dispose()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ One mechanism serves both: a ``do_orm_execute`` listener adds
 :func:`~sqlalchemy.orm.with_loader_criteria` options to ORM SELECT, UPDATE and DELETE
 statements, so the criteria reach every place the entity appears (top-level FROM,
 joins' ON clauses, relationship loads, ``any()``/``has()``, aliases). A
-``before_flush`` listener checks the tenant of rows written through the unit of work.
+``before_flush`` listener checks the tenant of rows written through the unit of work and
+of the rows their foreign keys reference (see ``sqla_repo._references``).
 
 The listeners are registered once, on the ``Session`` class, the first time a model
 using ``SoftDeleteMixin`` or ``TenantMixin`` is declared; until then they cost nothing.
@@ -21,6 +22,7 @@ import sqlalchemy
 from sqlalchemy import ColumnElement, event, false
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, with_loader_criteria
 
+from sqla_repo._references import check_objects
 from sqla_repo.context import tenant_scope
 from sqla_repo.exceptions import TenantMismatchError, TenantRequiredError
 from sqla_repo.mixins.soft_delete import SoftDeleteMixin
@@ -145,7 +147,8 @@ def _on_before_flush(session: Session, _ctx: UOWTransaction, _instances: object)
     if not _enabled["tenant"]:
         return
     scope = tenant_scope()
-    for obj in (*session.new, *session.dirty, *session.deleted):
+    written = (*session.new, *session.dirty)
+    for obj in (*written, *session.deleted):
         if not isinstance(obj, TenantMixin):
             continue
         model = type(obj)
@@ -162,3 +165,4 @@ def _on_before_flush(session: Session, _ctx: UOWTransaction, _instances: object)
             obj.tenant_id = scope.tenant
         elif current != scope.tenant:
             raise TenantMismatchError(model=model)
+    check_objects(session, written)

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Mapper, QueryableAttribute
 from sqla_repo import _bulk
 from sqla_repo._hooks import INCLUDE_DELETED
 from sqla_repo._paging import keyset_page
+from sqla_repo._references import check_rows, tenant_references
 from sqla_repo._statements import (
     ModelInfo,
     count_statement,
@@ -361,6 +362,11 @@ class BaseRepository(Generic[ModelT]):
             return
         if not scope.all_tenants and values["tenant_id"] != scope.tenant:
             raise TenantMismatchError(model=self.model)
+
+    async def _check_references(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        # Statements that bypass the unit of work get the before_flush check by hand.
+        if tenant_references(self._info.mapper):
+            await self.session.run_sync(check_rows, self._info.mapper, rows)
 
     # -- reads ---------------------------------------------------------------------
 
@@ -706,6 +712,7 @@ class BaseRepository(Generic[ModelT]):
         for row in values:
             self._check_tenant_value(row, insert=True)
         async with self.atomic(flush=True):
+            await self._check_references(values)
             return await _bulk.insert_returning(
                 self.session, self._info, values, batch_size=batch_size, dialect=self.dialect_name
             )
@@ -749,6 +756,7 @@ class BaseRepository(Generic[ModelT]):
         if not merged:
             return await self.get_by_id(obj_or_id)
         async with self.atomic():
+            await self._check_references([merged])
             obj = await _bulk.update_returning(
                 self.session,
                 self._info,
@@ -773,6 +781,7 @@ class BaseRepository(Generic[ModelT]):
         self._info.check_keys(values, what="field")
         self._check_tenant_value(values)
         async with self.atomic():
+            await self._check_references([values])
             return await _bulk.update_where(
                 self.session, self._info, where, update_values(self._info, values), include_deleted
             )
@@ -789,6 +798,7 @@ class BaseRepository(Generic[ModelT]):
         for row in rows:
             self._check_tenant_value(row)
         async with self.atomic(flush=len(rows) > 1):
+            await self._check_references(rows)
             return await _bulk.bulk_update(
                 self.session, self._info, rows, include_deleted=include_deleted
             )
@@ -835,6 +845,7 @@ class BaseRepository(Generic[ModelT]):
         for row in values:
             self._check_tenant_value(row, insert=True)
         async with self.atomic(flush=True):
+            await self._check_references(values)
             return await _bulk.upsert(
                 self.session,
                 self._info,

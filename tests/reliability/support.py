@@ -180,14 +180,7 @@ async def race(task: Race, parties: int = TASKS) -> RaceResult:
     return await bounded(asyncio.gather(*(task(i) for i in range(parties)), return_exceptions=True))
 
 
-KNOWN_DEFECTS: dict[str, dict[str, str]] = {
-    "cross_tenant_reference": dict.fromkeys(
-        ("sqlite", "postgresql", "mariadb"),
-        "foreign keys between tenant-scoped models are not checked against the tenant: a "
-        "row may reference another tenant's row (and so learn that its id exists, where a "
-        "missing id gives ForeignKeyViolationError)",
-    ),
-}
+KNOWN_DEFECTS: dict[str, dict[str, str]] = {}
 """Library defects a test exposes, per backend: ``{defect: {backend: reason}}``.
 
 A test naming a defect here is expected to fail (strictly) on the listed backends only;

@@ -1,0 +1,233 @@
+"""Foreign keys into tenant-scoped tables are checked against the current tenant.
+
+Every write path that can store a foreign key (the unit of work, ``create``, ``update`` by
+instance and by id, ``update_where``, ``bulk_update``, ``bulk_create``, ``upsert``) must
+refuse another tenant's row exactly as it refuses a row that exists nowhere, change
+nothing, and leave the session usable; the tenant's own rows stay referenceable.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Document, Folder, Note, Pin, Shortcut
+from recorder import StatementLog
+from repositories import DocumentRepository
+from sqla_repo import (
+    ForeignKeyViolationError,
+    TenantMismatchError,
+    TenantRequiredError,
+    all_tenants,
+    tenant,
+)
+from sqla_repo.repository import BaseRepository
+
+
+class NoteRepository(BaseRepository[Note]):
+    pass
+
+
+class FolderRepository(BaseRepository[Folder]):
+    pass
+
+
+class PinRepository(BaseRepository[Pin]):
+    pass
+
+
+class ShortcutRepository(BaseRepository[Shortcut]):
+    pass
+
+
+async def _flush_new(session: AsyncSession, note: Note, doc_id: uuid.UUID) -> Any:
+    session.add(Note(document_id=doc_id, text="raw"))
+    await session.flush()
+
+
+async def _flush_change(session: AsyncSession, note: Note, doc_id: uuid.UUID) -> Any:
+    note.document_id = doc_id
+    await session.flush()
+
+
+# Each write path, given the session, one of the tenant's notes and a document id to link.
+Write = Callable[[AsyncSession, Note, uuid.UUID], Awaitable[Any]]
+WRITES: dict[str, Write] = {
+    "create(mapping)": lambda s, _n, d: NoteRepository(s).create({"document_id": d, "text": "n"}),
+    "create(instance)": lambda s, _n, d: NoteRepository(s).create(Note(document_id=d, text="n")),
+    "session.flush(new)": _flush_new,
+    "session.flush(changed)": _flush_change,
+    "update(instance)": lambda s, n, d: NoteRepository(s).update(n, document_id=d),
+    "update(id)": lambda s, n, d: NoteRepository(s).update(n.id, document_id=d),
+    "update_where": lambda s, n, d: NoteRepository(s).update_where(
+        Note.id == n.id, values={"document_id": d}
+    ),
+    "bulk_update": lambda s, n, d: NoteRepository(s).bulk_update([{"id": n.id, "document_id": d}]),
+    "bulk_create": lambda s, n, d: NoteRepository(s).bulk_create(
+        [{"document_id": n.document_id, "text": "ok"}, {"document_id": d, "text": "n"}]
+    ),
+    "upsert": lambda s, n, d: NoteRepository(s).upsert(
+        {"id": n.id, "document_id": d, "text": "n"}, conflict_on=["id"]
+    ),
+}
+
+
+async def _setup(session: AsyncSession) -> tuple[Note, Document, Document]:
+    """Globex holds a note on its own document, acme the document to probe with."""
+    with tenant("acme"):
+        foreign = await DocumentRepository(session).create({"slug": "acme-secret"})
+    with tenant("globex"):
+        docs = DocumentRepository(session)
+        home = await docs.create({"slug": "home"})
+        other = await docs.create({"slug": "other"})
+        note = await NoteRepository(session).create({"document_id": home.id, "text": "mine"})
+    del other
+    return note, home, foreign
+
+
+async def _snapshot(session: AsyncSession) -> list[tuple[Any, ...]]:
+    with all_tenants():
+        rows = await session.execute(
+            select(Note.id, Note.tenant_id, Note.document_id, Note.text)
+            .order_by(Note.id)
+            .execution_options(include_deleted=True)
+        )
+    return [tuple(r) for r in rows]
+
+
+@pytest.mark.parametrize("path", list(WRITES))
+async def test_foreign_reference_is_refused_like_a_missing_one(session, path):
+    """Another tenant's row and a missing row give the same error; nothing changes."""
+    note, home, foreign = await _setup(session)
+    before = await _snapshot(session)
+    write = WRITES[path]
+    with tenant("globex"):
+        with pytest.raises(ForeignKeyViolationError) as missing:
+            await write(session, note, uuid.uuid4())
+        session.expunge_all()  # a refused flush leaves its objects behind, as SQLAlchemy does
+        note = await NoteRepository(session).get_by_id(note.id)
+        with pytest.raises(ForeignKeyViolationError) as refused:
+            await write(session, note, foreign.id)
+        session.expunge_all()
+    assert str(refused.value) == str(missing.value)
+    assert refused.value.detail == missing.value.detail
+    assert refused.value.detail == {
+        "model": "Note",
+        "column": "document_id",
+        "constraint": "fk_notes_document_id_documents",
+    }
+    assert await _snapshot(session) == before
+    with tenant("globex"):  # the session is still usable
+        assert (await NoteRepository(session).get_by_id(note.id)).document_id == home.id
+
+
+@pytest.mark.parametrize("path", list(WRITES))
+async def test_own_reference_is_accepted(session, path):
+    """The tenant's own rows stay referenceable on every path."""
+    note, _home, _foreign = await _setup(session)
+    with tenant("globex"):
+        target = await DocumentRepository(session).get_one(slug="other")
+        await WRITES[path](session, note, target.id)
+        session.expunge_all()
+        linked = await NoteRepository(session).count(Note.document_id == target.id)
+    assert linked == 1
+
+
+async def test_relationship_to_a_foreign_object_is_refused(session):
+    """An object loaded outside the tenant cannot be linked through a relationship."""
+    with tenant("acme"):
+        secret = await FolderRepository(session).create({"name": "secret"})
+    with tenant("globex"):
+        own = await FolderRepository(session).create({"name": "own"})
+    with all_tenants():
+        stranger = await session.get(Folder, secret.id)
+    shortcuts = ShortcutRepository(session)
+    with tenant("globex"):
+        with pytest.raises(ForeignKeyViolationError):
+            await shortcuts.create({"folder": stranger})
+        with pytest.raises(ForeignKeyViolationError):
+            await shortcuts.create(Shortcut(folder=stranger))
+        linked = await shortcuts.create({"folder": own})
+    assert linked.folder_id == own.id
+
+
+async def test_backref_to_a_foreign_object_is_refused(session):
+    """Linking changes the foreign object's collection, so the tenant check refuses it."""
+    _note, home, foreign = await _setup(session)
+    with all_tenants():
+        stranger = await session.get(Document, foreign.id)
+    with tenant("globex"):
+        with pytest.raises(TenantMismatchError):
+            await NoteRepository(session).create({"document": stranger, "text": "n"})
+        own = await session.get(Document, home.id)
+        linked = await NoteRepository(session).create({"document": own, "text": "n"})
+    assert linked.document_id == home.id
+
+
+async def test_all_tenants_writes_are_not_checked(session):
+    """all_tenants() is the explicit opt-out: an administrator may link across tenants."""
+    note, _home, foreign = await _setup(session)
+    with all_tenants():
+        moved = await NoteRepository(session).update(note.id, document_id=foreign.id)
+    assert moved.document_id == foreign.id
+
+
+async def test_soft_deleted_parent_stays_referenceable(session):
+    """A soft-deleted row of the tenant can be referenced, as the database allows."""
+    with tenant("acme"):
+        folders = FolderRepository(session)
+        folder = await folders.create({"name": "archive"})
+        await folders.soft_delete(folder.id)
+        pin = await PinRepository(session).create({"folder_id": folder.id})
+    assert pin.folder_id == folder.id
+
+
+async def test_composite_foreign_key_is_checked(session):
+    """A key of several columns is matched as a whole."""
+    with tenant("acme"):
+        secret = await FolderRepository(session).create({"name": "secret"})
+    with tenant("globex"):
+        own = await FolderRepository(session).create({"name": "own"})
+        pins = PinRepository(session)
+        with pytest.raises(ForeignKeyViolationError) as refused:
+            await pins.create({"folder_id": secret.id})
+        with pytest.raises(ForeignKeyViolationError) as missing:
+            await pins.create({"folder_id": secret.id + own.id + 1000})
+        created = await pins.bulk_create(
+            [{"folder_id": own.id, "tenant_id": "globex"}, {"folder_id": own.id}]
+        )
+    assert str(refused.value) == str(missing.value)
+    assert refused.value.detail == missing.value.detail
+    assert [p.folder_id for p in created] == [own.id, own.id]
+
+
+async def test_unscoped_row_referencing_a_tenant_row_needs_the_tenant(session):
+    """A model outside tenant scoping may point only at the current tenant's rows."""
+    with tenant("acme"):
+        secret = await FolderRepository(session).create({"name": "secret"})
+    shortcuts = ShortcutRepository(session)
+    with pytest.raises(TenantRequiredError):
+        await shortcuts.create({"folder_id": secret.id})
+    with tenant("globex"), pytest.raises(ForeignKeyViolationError):
+        await shortcuts.bulk_create([{"folder_id": secret.id}])
+    with tenant("acme"):
+        created = await shortcuts.create({"folder_id": secret.id})
+    assert created.folder_id == secret.id
+
+
+async def test_check_costs_one_count_per_foreign_key(session):
+    """One SELECT per referenced table and write; models without such keys pay nothing."""
+    with tenant("acme"):
+        docs = DocumentRepository(session)
+        with StatementLog(session) as plain:
+            doc = await docs.create({"slug": "s"})
+        notes = NoteRepository(session)
+        with StatementLog(session) as checked:
+            await notes.bulk_create([{"document_id": doc.id, "text": str(i)} for i in range(50)])
+    assert "SELECT" not in plain.dml
+    assert checked.dml.count("SELECT") == 1
