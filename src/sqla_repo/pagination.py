@@ -34,6 +34,7 @@ import base64
 import binascii
 import datetime as dt
 import enum
+import functools
 import hashlib
 import hmac
 import json
@@ -220,12 +221,13 @@ def _cursor_error(*, message: str, reason: str) -> InvalidFilterError:
     return InvalidFilterError(message, detail={"field": "cursor", "reason": reason})
 
 
+@functools.lru_cache(maxsize=256)
 def _fingerprint(spec: str) -> str:
     return hashlib.sha256(spec.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _tag(key: bytes, body: bytes) -> bytes:
-    return hmac.new(key, body, hashlib.sha256).digest()[:_TAG]
+    return hmac.digest(key, body, "sha256")[:_TAG]
 
 
 _ENCODERS: tuple[tuple[type[Any], str, Any], ...] = (
@@ -388,6 +390,30 @@ def _coerce_key(key: SortKey, value: object) -> Any:
         ) from None
 
 
+def _expanded(
+    keys: Sequence[SortKey], bound: Sequence[Any], *, forward: bool
+) -> ColumnElement[bool]:
+    """``(k1 > v1) OR (k1 = v1 AND k2 > v2) OR ...``, NULL being the smallest value."""
+    disjuncts: list[ColumnElement[bool]] = []
+    equal: list[ColumnElement[bool]] = []
+    for key, value in zip(keys, bound, strict=True):
+        column = key.expression
+        upward = key.descending != forward  # the rows past the boundary hold larger values
+        past: ColumnElement[bool] | None
+        if value is None:
+            past = column.is_not(None) if upward else None
+        elif upward:
+            past = column > value
+        else:
+            past = or_(column < value, column.is_(None)) if key.nullable else column < value
+        if past is not None:
+            disjuncts.append(and_(*equal, past))
+        equal.append(column.is_(None) if value is None else column == value)
+    if not disjuncts:
+        return false()
+    return or_(*disjuncts)
+
+
 def keyset_predicate(
     keys: Sequence[SortKey], values: Sequence[Any], *, forward: bool
 ) -> ColumnElement[bool]:
@@ -423,24 +449,11 @@ def keyset_predicate(
         None if raw is None else literal(raw, key.expression.type)
         for key, raw in zip(keys, map(_coerce_key, keys, values), strict=True)
     ]
-    disjuncts: list[ColumnElement[bool]] = []
-    equal: list[ColumnElement[bool]] = []
-    for key, value in zip(keys, bound, strict=True):
-        column = key.expression
-        upward = key.descending != forward  # the rows past the boundary hold larger values
-        past: ColumnElement[bool] | None
-        if value is None:
-            past = column.is_not(None) if upward else None
-        elif upward:
-            past = column > value
-        else:
-            past = or_(column < value, column.is_(None)) if key.nullable else column < value
-        if past is not None:
-            disjuncts.append(and_(*equal, past))
-        equal.append(column.is_(None) if value is None else column == value)
-    if not disjuncts:
-        return false()
-    predicate = or_(*disjuncts)
+    if len(keys) == 1 and bound[0] is not None and not keys[0].nullable:
+        # The common case, a unique non-null key (the primary key): one comparison.
+        column = keys[0].expression
+        return column > bound[0] if keys[0].descending != forward else column < bound[0]
+    predicate = _expanded(keys, bound, forward=forward)
     first, value = keys[0], bound[0]
     if len(keys) > 1 and value is not None:
         if first.descending != forward:
