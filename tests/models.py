@@ -6,6 +6,7 @@ import datetime as dt
 import enum
 import uuid
 from decimal import Decimal
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from sqla_repo import (
@@ -134,7 +136,78 @@ class Shortcut(IntegerPKMixin, Base):
     __tablename__ = "shortcuts"
 
     folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id"))
+    # A read-only view of the same key, declared first: writes go through ``folder``.
+    folder_view: Mapped[Folder] = relationship(lazy="raise", viewonly=True)
     folder: Mapped[Folder] = relationship(lazy="raise")
+
+
+label_folders = Table(
+    "label_folders",
+    Base.metadata,
+    Column("label_id", ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True),
+    Column("folder_id", ForeignKey("folders.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Label(IntegerPKMixin, Base):
+    """Linked to tenants' folders through an association table."""
+
+    __tablename__ = "labels"
+
+    name: Mapped[str] = mapped_column(String(50))
+    folders: Mapped[list[Folder]] = relationship(secondary=label_folders, lazy="raise")
+
+
+class Record(UUIDPKMixin, TenantMixin, Base):
+    """The base of a joined-table inheritance hierarchy with keys known at construction."""
+
+    __tablename__ = "records"
+    __mapper_args__: ClassVar[dict[str, Any]] = {
+        "polymorphic_on": "kind",
+        "polymorphic_identity": "record",
+    }
+
+    kind: Mapped[str] = mapped_column(String(20))
+
+
+class Invoice(Record):
+    __tablename__ = "invoices"
+    __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_identity": "invoice"}
+
+    id: Mapped[uuid.UUID] = mapped_column(ForeignKey("records.id"), primary_key=True)
+    amount: Mapped[int] = mapped_column(default=0)
+
+
+class Code(IntegerPKMixin, TenantMixin, Base):
+    """A case-sensitive text key (binary collation on MariaDB), referenced by ``CodeUse``."""
+
+    __tablename__ = "codes"
+
+    code: Mapped[str] = mapped_column(
+        String(20).with_variant(mysql.VARCHAR(20, collation="utf8mb4_bin"), "mysql", "mariadb"),
+        unique=True,
+    )
+
+
+class CodeUse(IntegerPKMixin, TenantMixin, Base):
+    __tablename__ = "code_uses"
+
+    code: Mapped[str] = mapped_column(
+        String(20).with_variant(mysql.VARCHAR(20, collation="utf8mb4_bin"), "mysql", "mariadb"),
+        ForeignKey("codes.code"),
+    )
+
+
+class SideBase(DeclarativeBase):
+    """A second registry on the same metadata as ``Base``."""
+
+    metadata = Base.metadata
+
+
+class Bookmark(IntegerPKMixin, SideBase):
+    __tablename__ = "bookmarks"
+
+    folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id"))
 
 
 class Ticket(UUIDPKMixin, VersionMixin, TimestampMixin, Base):

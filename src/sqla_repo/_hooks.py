@@ -22,7 +22,7 @@ import sqlalchemy
 from sqlalchemy import ColumnElement, event, false
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, with_loader_criteria
 
-from sqla_repo._references import check_objects
+from sqla_repo import _references
 from sqla_repo.context import tenant_scope
 from sqla_repo.exceptions import TenantMismatchError, TenantRequiredError
 from sqla_repo.mixins.soft_delete import SoftDeleteMixin
@@ -54,6 +54,8 @@ _NO_TENANT = with_loader_criteria(TenantMixin, lambda _cls: false(), include_ali
 
 def register(*, soft_delete: bool = False, tenant: bool = False) -> None:
     """Enable the hooks for the given mixins, registering the listeners once."""
+    if tenant:
+        _references.forget()  # a new tenant model may be the target of known foreign keys
     with _lock:
         _enabled["soft_delete"] |= soft_delete
         _enabled["tenant"] |= tenant
@@ -165,4 +167,4 @@ def _on_before_flush(session: Session, _ctx: UOWTransaction, _instances: object)
             obj.tenant_id = scope.tenant
         elif current != scope.tenant:
             raise TenantMismatchError(model=model)
-    check_objects(session, written)
+    _references.check_objects(session, written)

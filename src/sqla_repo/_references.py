@@ -3,15 +3,19 @@
 A database foreign key only asks whether the referenced row exists, in any tenant. Left
 alone, a write referencing another tenant's row would succeed where a random id fails,
 so a tenant could learn which ids exist elsewhere and link its rows to them. Before a
-write stores a value in such a foreign key, the referenced rows are counted with the
-current tenant's criteria (one ``SELECT count(*) … IN (…)`` per foreign key and write);
-when one is not visible the write raises
+write stores a value in such a foreign key, the database is asked, in one query per
+foreign key and write, whether each referenced row exists under the current tenant;
+when one does not, the write raises
 [`ForeignKeyViolationError`][sqla_repo.exceptions.ForeignKeyViolationError], the same
-error, message and detail for another tenant's row as for a missing one.
+error, message and detail for another tenant's row as for a missing one. The database
+compares the values, so its collations and type conversions decide what matches, as
+they do for the foreign key itself.
 
-Soft-deleted rows of the current tenant stay referenceable, as the database allows.
-Inside [`all_tenants()`][sqla_repo.context.all_tenants] nothing is checked. Values given
-as SQL expressions are left to the database.
+Objects linked through relationships (many-to-one and many-to-many) are checked by
+their ``tenant_id``: they are in the session, so they were loaded under some tenant's
+criteria or are new. Soft-deleted rows of the current tenant stay referenceable, as the
+database allows. Inside [`all_tenants()`][sqla_repo.context.all_tenants] nothing is
+checked. Values given as SQL expressions are left to the database.
 """
 
 from __future__ import annotations
@@ -20,26 +24,31 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ForeignKeyConstraint, func, select, tuple_
+from sqlalchemy import ForeignKeyConstraint, and_, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper, RelationshipDirection
 from sqlalchemy.orm.exc import UnmappedColumnError
 from sqlalchemy.sql import ClauseElement
 
-from sqla_repo._coerce import UNSUPPORTED, CoercionError, coerce, collation_key, python_type
+from sqla_repo._coerce import UNSUPPORTED, CoercionError, coerce, python_type
 from sqla_repo.context import tenant_scope
-from sqla_repo.exceptions import ForeignKeyViolationError
+from sqla_repo.exceptions import ForeignKeyViolationError, TenantRequiredError
 from sqla_repo.mixins.tenant import TenantMixin
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Iterator, Mapping
 
     from sqlalchemy import Column
     from sqlalchemy.orm import InstrumentedAttribute, Session
 
-__all__ = ["check_objects", "check_rows", "tenant_references"]
+__all__ = ["check_objects", "check_rows", "forget", "tenant_references"]
 
-_CHUNK = 500  # values per IN list: far below every backend's bound-parameter limit
+# Values per query: each becomes one EXISTS with its own parameters, which keeps a chunk
+# of composite keys under SQLite's historical limit of 999 parameters.
+_CHUNK = 200
+
+_Key = tuple[Any, ...]
+_UNCHECKABLE = object()
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,8 +66,8 @@ class TenantReference:
     """The tenant-scoped model referred to."""
     target_attrs: tuple[InstrumentedAttribute[Any], ...]
     """Its attributes for the referred columns, in constraint order."""
-    relationship: str | None
-    """A many-to-one relationship that sets exactly these columns, if the model has one."""
+    relationships: tuple[str, ...]
+    """Writable many-to-one relationships that set exactly these columns at flush."""
 
     def refusal(self) -> ForeignKeyViolationError:
         """The error for a value that references no visible row."""
@@ -70,15 +79,34 @@ class TenantReference:
         )
 
 
-@functools.cache
+@dataclass(frozen=True)
+class _Links:
+    """What a mapper's writes can reference in tenant-scoped tables."""
+
+    references: tuple[TenantReference, ...]
+    relationships: tuple[str, ...]
+    """Writable many-to-one and many-to-many relationships to tenant-scoped models."""
+
+
+def forget() -> None:
+    """Drop the cached analysis: a tenant-scoped model was declared after it was made."""
+    _links.cache_clear()
+
+
 def tenant_references(mapper: Mapper[Any]) -> tuple[TenantReference, ...]:
-    """The foreign keys of *mapper*'s table that point into tenant-scoped tables."""
-    out: list[TenantReference] = []
-    tables = {m.local_table for m in mapper.iterate_to_root()}
-    for table in tables:
+    """The foreign keys of *mapper*'s tables that point into tenant-scoped tables."""
+    return _links(mapper).references
+
+
+@functools.cache
+def _links(mapper: Mapper[Any]) -> _Links:
+    targets = _tenant_tables()
+    inherited = {m.local_table for m in mapper.iterate_to_root()}
+    references: list[TenantReference] = []
+    for table in inherited:
         for constraint in getattr(table, "foreign_key_constraints", ()):
-            target = _tenant_mapper_of(mapper, constraint)
-            if target is None:
+            target = targets.get(constraint.referred_table)
+            if target is None or _is_inheritance_link(constraint, inherited):
                 continue
             try:
                 keys = tuple(mapper.get_property_by_column(c).key for c in constraint.columns)
@@ -87,7 +115,7 @@ def tenant_references(mapper: Mapper[Any]) -> tuple[TenantReference, ...]:
                 )
             except UnmappedColumnError:
                 continue  # a column excluded from the mapping: nothing writes it
-            out.append(
+            references.append(
                 TenantReference(
                     model=mapper.class_,
                     constraint=constraint,
@@ -95,38 +123,61 @@ def tenant_references(mapper: Mapper[Any]) -> tuple[TenantReference, ...]:
                     columns=tuple(constraint.columns),
                     target=target.class_,
                     target_attrs=tuple(getattr(target.class_, k) for k in target_keys),
-                    relationship=_relationship_for(mapper, keys),
+                    relationships=_relationships_setting(mapper, keys),
                 )
             )
-    return tuple(out)
+    linked = tuple(
+        rel.key
+        for rel in mapper.relationships
+        if not rel.viewonly
+        and rel.direction is not RelationshipDirection.ONETOMANY
+        and issubclass(rel.mapper.class_, TenantMixin)
+    )
+    return _Links(tuple(references), linked)
 
 
-def _tenant_mapper_of(mapper: Mapper[Any], constraint: ForeignKeyConstraint) -> Mapper[Any] | None:
-    referred = constraint.referred_table
-    candidates = [
-        m
-        for m in mapper.registry.mappers
-        if m.local_table is referred and issubclass(m.class_, TenantMixin)
-    ]
-    # The topmost mapper of the table: a query on it covers every subclass.
-    for candidate in candidates:
-        if candidate.inherits is None or candidate.inherits.local_table is not referred:
-            return candidate
-    return None
+def _tenant_tables() -> dict[Any, Mapper[Any]]:
+    """Every table of a tenant-scoped model, in any registry, with its topmost mapper."""
+    out: dict[Any, Mapper[Any]] = {}
+    for cls in _subclasses(TenantMixin):
+        mapper = sa_inspect(cls, raiseerr=False)
+        if not isinstance(mapper, Mapper):
+            continue
+        table = mapper.local_table
+        # A query on the topmost mapper of a table covers every subclass stored in it.
+        if table not in out or out[table].isa(mapper):
+            out[table] = mapper
+    return out
 
 
-def _relationship_for(mapper: Mapper[Any], keys: tuple[str, ...]) -> str | None:
+def _subclasses(cls: type[Any]) -> Iterator[type[Any]]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def _is_inheritance_link(constraint: ForeignKeyConstraint, inherited: set[Any]) -> bool:
+    """Whether *constraint* joins a subclass table's key to its parent's (joined inheritance)."""
+    return constraint.referred_table in inherited and all(c.primary_key for c in constraint.columns)
+
+
+def _relationships_setting(mapper: Mapper[Any], keys: tuple[str, ...]) -> tuple[str, ...]:
+    out = []
     for rel in mapper.relationships:
-        if rel.direction is not RelationshipDirection.MANYTOONE:
+        if rel.viewonly or rel.direction is not RelationshipDirection.MANYTOONE:
             continue
         local = {mapper.get_property_by_column(c).key for c in rel.local_columns}
         if local == set(keys):
-            return rel.key
-    return None
+            out.append(rel.key)
+    return tuple(out)
 
 
-def _value(ref: TenantReference, row: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    """The referenced key in *row*, coerced; ``None`` when there is nothing to check."""
+def _value(ref: TenantReference, row: Mapping[str, Any]) -> Any:
+    """The referenced key in *row*, coerced to the columns' types.
+
+    ``None`` when there is nothing to check, ``_UNCHECKABLE`` for a value the column
+    type cannot hold.
+    """
     out = []
     for key, column in zip(ref.keys, ref.columns, strict=True):
         value = row.get(key)
@@ -137,88 +188,130 @@ def _value(ref: TenantReference, row: Mapping[str, Any]) -> tuple[Any, ...] | No
             try:
                 value = coerce(value, column.type, max_length=None)
             except CoercionError:
-                return None  # the database refuses it with a typed error of its own
+                # The database might convert it (1.0, True, "1.0") and store a link to
+                # a row nobody checked: refuse it like any reference to nothing.
+                return _UNCHECKABLE
         out.append(value)
     return tuple(out)
 
 
-def _needs_check() -> bool:
-    return not tenant_scope().all_tenants
+def _current_tenant() -> str | None:
+    """The tenant to check against, or ``None`` inside ``all_tenants()``."""
+    scope = tenant_scope()
+    return None if scope.all_tenants else scope.tenant
+
+
+def _collect(
+    wanted: dict[TenantReference, set[_Key]], ref: TenantReference, row: Mapping[str, Any]
+) -> None:
+    value = _value(ref, row)
+    if value is _UNCHECKABLE:
+        raise ref.refusal()
+    if value is not None:
+        wanted.setdefault(ref, set()).add(value)
 
 
 def check_rows(session: Session, mapper: Mapper[Any], rows: Iterable[Mapping[str, Any]]) -> None:
     """Refuse *rows* (attribute-keyed values) that reference a row the tenant cannot see."""
     refs = tenant_references(mapper)
-    if not refs or not _needs_check():
+    if not refs or tenant_scope().all_tenants:
         return
-    wanted: dict[TenantReference, set[tuple[Any, ...]]] = {}
+    wanted: dict[TenantReference, set[_Key]] = {}
     for row in rows:
         for ref in refs:
-            value = _value(ref, row)
-            if value is not None:
-                wanted.setdefault(ref, set()).add(value)
-    _verify(session, wanted)
+            _collect(wanted, ref, row)
+    _verify(session, wanted, pending={})
 
 
 def check_objects(session: Session, objects: Iterable[object]) -> None:
     """Refuse pending or changed *objects* that reference a row the tenant cannot see.
 
-    Runs before a flush, when a foreign key set through a many-to-one relationship has
-    not been copied to its columns yet: the related object is checked instead (it is
-    in the session, so it was loaded under the tenant's criteria or is new).
+    Runs before a flush. A foreign key set through a many-to-one relationship has not
+    been copied to its columns yet, so the related object is checked instead; rows
+    that are themselves pending in this flush count as existing.
     """
-    if not _needs_check():
+    if tenant_scope().all_tenants:
         return
-    current = tenant_scope().tenant
-    wanted: dict[TenantReference, set[tuple[Any, ...]]] = {}
+    wanted: dict[TenantReference, set[_Key]] = {}
     for obj in objects:
         state = sa_inspect(obj)
-        refs = tenant_references(state.mapper)
-        if not refs:
+        links = _links(state.mapper)
+        if not links.references and not links.relationships:
             continue
+        _check_related(state, links)
         new = state.key is None
-        for ref in refs:
-            if ref.relationship is not None and ref.relationship in state.dict:
-                related = state.dict[ref.relationship]
-                if related is not None and (new or _changed(state, ref.relationship)):
-                    tenant_id = getattr(related, "tenant_id", None)
-                    if tenant_id is not None and tenant_id != current:
-                        raise ref.refusal()
-                    continue
-            if new or any(_changed(state, key) for key in ref.keys):
-                value = _value(ref, state.dict)
-                if value is not None:
-                    wanted.setdefault(ref, set()).add(value)
-    _verify(session, wanted)
+        for ref in links.references:
+            if any(state.dict.get(rel) is not None for rel in ref.relationships):
+                continue  # the relationship sets the columns at flush; checked above
+            if new or any(state.attrs[key].history.added for key in ref.keys):
+                _collect(wanted, ref, state.dict)
+    if wanted:
+        _verify(session, wanted, pending=_pending_keys(session, wanted))
 
 
-def _changed(state: Any, key: str) -> bool:
-    return bool(state.attrs[key].history.added)
+def _check_related(state: Any, links: _Links) -> None:
+    """Refuse objects of another tenant newly linked through a relationship."""
+    current = tenant_scope().tenant
+    for key in links.relationships:
+        for related in state.attrs[key].history.added or ():
+            tenant_id = getattr(related, "tenant_id", None)
+            if tenant_id is None or tenant_id == current:
+                continue
+            for ref in links.references:
+                if key in ref.relationships:
+                    raise ref.refusal()
+            raise ForeignKeyViolationError(model=state.mapper.class_)
 
 
-def _verify(session: Session, wanted: Mapping[TenantReference, set[tuple[Any, ...]]]) -> None:
+def _pending_keys(
+    session: Session, wanted: Mapping[TenantReference, set[_Key]]
+) -> dict[TenantReference, set[_Key]]:
+    """Keys of the referenced rows that this flush inserts for the current tenant."""
+    current = tenant_scope().tenant
+    out: dict[TenantReference, set[_Key]] = {}
+    for obj in session.new:
+        for ref in wanted:
+            if isinstance(obj, ref.target) and getattr(obj, "tenant_id", None) in (None, current):
+                out.setdefault(ref, set()).add(tuple(getattr(obj, a.key) for a in ref.target_attrs))
+    return out
+
+
+def _verify(
+    session: Session,
+    wanted: Mapping[TenantReference, set[_Key]],
+    *,
+    pending: Mapping[TenantReference, set[_Key]],
+) -> None:
     for ref, values in wanted.items():
-        ordered = list(values)
-        if session.get_bind(mapper=sa_inspect(ref.target)).dialect.name == "mysql":
-            # 'abc' and 'ABC ' name one row under the default collations: count it once.
-            ordered = list({tuple(map(collation_key, v)): v for v in ordered}.values())
-        for start in range(0, len(ordered), _CHUNK):
-            chunk = ordered[start : start + _CHUNK]
-            attrs = ref.target_attrs
-            match = (
-                attrs[0].in_([v[0] for v in chunk])
-                if len(attrs) == 1
-                else tuple_(*attrs).in_(chunk)
-            )
-            # The session hooks add the tenant criteria (and refuse when no tenant is
-            # set); soft-deleted rows are lifted back in, as the database accepts them.
-            stmt = (
-                select(func.count())
-                .select_from(ref.target)
-                .where(match)
-                .execution_options(include_deleted=True)
-            )
-            with session.no_autoflush:
-                found = session.execute(stmt).scalar_one()
-            if found < len(chunk):
+        remaining = list(values - pending.get(ref, set()))
+        if not remaining:
+            continue
+        tenant_id = tenant_scope().tenant
+        if tenant_id is None:
+            raise TenantRequiredError(model=ref.target)
+        for start in range(0, len(remaining), _CHUNK):
+            if not all(_exist(session, ref, remaining[start : start + _CHUNK], tenant_id)):
                 raise ref.refusal()
+
+
+def _exist(session: Session, ref: TenantReference, chunk: list[_Key], tenant_id: str) -> Any:
+    """One row of booleans: whether each key names a row of *tenant_id*.
+
+    One ``EXISTS`` per key rather than a count over ``IN``: the database compares each
+    value under the column's collation, so values that name the same row ('abc' and
+    'ABC' under a case-insensitive collation) or a non-unique referred column cannot
+    make one missing row look present.
+    """
+    target = ref.target
+    probes = [
+        select(ref.target_attrs[0])
+        .where(
+            and_(*(attr == value for attr, value in zip(ref.target_attrs, key, strict=True))),
+            target.tenant_id == tenant_id,
+        )
+        .exists()
+        for key in chunk
+    ]
+    # The tenant criterion is explicit above; soft-deleted rows stay referenceable.
+    stmt = select(*probes).execution_options(include_deleted=True)
+    return session.execute(stmt).one()

@@ -10,13 +10,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Document, Folder, Note, Pin, Shortcut
+from models import (
+    Bookmark,
+    Code,
+    CodeUse,
+    Document,
+    Folder,
+    Invoice,
+    Label,
+    Note,
+    Pin,
+    Shortcut,
+)
 from recorder import StatementLog
 from repositories import DocumentRepository
 from sqla_repo import (
@@ -42,6 +54,22 @@ class PinRepository(BaseRepository[Pin]):
 
 
 class ShortcutRepository(BaseRepository[Shortcut]):
+    pass
+
+
+class BookmarkRepository(BaseRepository[Bookmark]):
+    pass
+
+
+class InvoiceRepository(BaseRepository[Invoice]):
+    pass
+
+
+class CodeRepository(BaseRepository[Code]):
+    pass
+
+
+class CodeUseRepository(BaseRepository[CodeUse]):
     pass
 
 
@@ -231,3 +259,93 @@ async def test_check_costs_one_count_per_foreign_key(session):
             await notes.bulk_create([{"document_id": doc.id, "text": str(i)} for i in range(50)])
     assert "SELECT" not in plain.dml
     assert checked.dml.count("SELECT") == 1
+
+
+CONVERSIONS: dict[str, Callable[[int], Any]] = {
+    "float": float,
+    "decimal": Decimal,
+    "text": lambda key: f"{key}.0",
+    "bool": lambda _key: True,
+}
+
+
+@pytest.mark.parametrize("conversion", list(CONVERSIONS))
+async def test_values_the_key_cannot_hold_are_refused(session, conversion):
+    """1.0, Decimal(1), "1.0" or True could be converted by the database into a link."""
+    with tenant("acme"):
+        secret = await FolderRepository(session).create({"name": "secret"})
+    value = CONVERSIONS[conversion](secret.id)
+    shortcuts = ShortcutRepository(session)
+    with tenant("globex"):
+        for write in (
+            lambda: shortcuts.create({"folder_id": value}),
+            lambda: shortcuts.bulk_create([{"folder_id": value}]),
+        ):
+            with pytest.raises(ForeignKeyViolationError):
+                await write()
+    with all_tenants():
+        assert await ShortcutRepository(session).count() == 0
+
+
+async def test_a_parent_created_in_the_same_flush_can_be_referenced(session):
+    """A UUID key exists before the flush: the new row is not in the table yet, but valid."""
+    with tenant("acme"):
+        doc = Document(slug="fresh")
+        session.add(doc)
+        session.add(Note(document_id=doc.id, text="first"))
+        await session.flush()
+        assert await NoteRepository(session).count(Note.document_id == doc.id) == 1
+
+
+async def test_joined_inheritance_subclass_is_created(session):
+    """The subclass table's key references its parent row, inserted in the same flush."""
+    with tenant("acme"):
+        invoices = InvoiceRepository(session)
+        one = await invoices.create({"amount": 5})
+        more = await invoices.bulk_create([{"amount": 6}, Invoice(amount=7)])
+    assert [i.amount for i in [one, *more]] == [5, 6, 7]
+    assert {i.tenant_id for i in [one, *more]} == {"acme"}
+
+
+async def test_many_to_many_link_to_a_foreign_object_is_refused(session):
+    """Association rows are checked through the objects appended to the collection."""
+    with tenant("acme"):
+        secret = await FolderRepository(session).create({"name": "secret"})
+    with tenant("globex"):
+        own = await FolderRepository(session).create({"name": "own"})
+    with all_tenants():
+        stranger = await session.get(Folder, secret.id)
+    with tenant("globex"):
+        label = Label(name="l", folders=[])
+        session.add(label)
+        await session.flush()
+        label.folders.append(stranger)
+        with pytest.raises(ForeignKeyViolationError):
+            await session.flush()
+        label.folders.remove(stranger)
+        label.folders.append(own)
+        await session.flush()
+    with all_tenants():
+        linked = (await session.execute(select(Label.id).join(Label.folders))).all()
+    assert len(linked) == 1
+
+
+async def test_model_of_another_registry_is_checked(session):
+    """The tenant tables are found across registries sharing a MetaData."""
+    with tenant("acme"):
+        secret = await FolderRepository(session).create({"name": "secret"})
+    with tenant("globex"), pytest.raises(ForeignKeyViolationError):
+        await BookmarkRepository(session).create({"folder_id": secret.id})
+
+
+@pytest.mark.parametrize("order", [("abc", "ABC"), ("ABC", "abc")])
+async def test_keys_are_compared_by_the_database(session, order):
+    """'ABC' (another tenant's) is not hidden behind 'abc' (own) in one batch."""
+    with tenant("acme"):
+        await CodeRepository(session).create({"code": "ABC"})
+    with tenant("globex"):
+        await CodeRepository(session).create({"code": "abc"})
+        with pytest.raises(ForeignKeyViolationError):
+            await CodeUseRepository(session).bulk_create([{"code": c} for c in order])
+        used = await CodeUseRepository(session).bulk_create([{"code": "abc"}, {"code": "abc"}])
+    assert [u.code for u in used] == ["abc", "abc"]
