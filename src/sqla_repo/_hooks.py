@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
 from sqlalchemy import ColumnElement, event, false
-from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, with_loader_criteria
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Mapper, ORMExecuteState, Session, UOWTransaction, with_loader_criteria
 
 from sqla_repo import _references
 from sqla_repo.context import tenant_scope
@@ -54,14 +55,14 @@ _NO_TENANT = with_loader_criteria(TenantMixin, lambda _cls: false(), include_ali
 
 def register(*, soft_delete: bool = False, tenant: bool = False) -> None:
     """Enable the hooks for the given mixins, registering the listeners once."""
-    if tenant:
-        _references.forget()  # a new tenant model may be the target of known foreign keys
     with _lock:
         _enabled["soft_delete"] |= soft_delete
         _enabled["tenant"] |= tenant
         if not _enabled["listeners"]:
             event.listen(Session, "do_orm_execute", _on_execute)
             event.listen(Session, "before_flush", _on_before_flush)
+            # New mappers, relationships or backrefs change what a write can reference.
+            event.listen(Mapper, "after_configured", _references.forget)
             _enabled["listeners"] = True
 
 
@@ -145,7 +146,7 @@ def _check_insert_parameters(state: ORMExecuteState, tenant_id: str) -> None:
             raise TenantMismatchError(model=model)
 
 
-def _on_before_flush(session: Session, _ctx: UOWTransaction, _instances: object) -> None:
+def _on_before_flush(session: Session, _ctx: UOWTransaction, instances: object) -> None:
     if not _enabled["tenant"]:
         return
     scope = tenant_scope()
@@ -155,6 +156,8 @@ def _on_before_flush(session: Session, _ctx: UOWTransaction, _instances: object)
             continue
         model = type(obj)
         current: str | None = obj.tenant_id
+        if not scope.all_tenants and _moved_from_elsewhere(obj, scope.tenant):
+            raise TenantMismatchError(model=model)
         if scope.all_tenants:
             if current is None:
                 raise TenantRequiredError(
@@ -167,4 +170,11 @@ def _on_before_flush(session: Session, _ctx: UOWTransaction, _instances: object)
             obj.tenant_id = scope.tenant
         elif current != scope.tenant:
             raise TenantMismatchError(model=model)
-    _references.check_objects(session, written)
+    flushed = session.new if instances is None else instances
+    _references.check_objects(session, written, flushed)  # type: ignore[arg-type]
+
+
+def _moved_from_elsewhere(obj: object, tenant_id: str | None) -> bool:
+    """Whether a loaded row of another tenant is being given the current tenant's id."""
+    before = sa_inspect(obj).attrs.tenant_id.history.deleted
+    return any(value is not None and value != tenant_id for value in before)

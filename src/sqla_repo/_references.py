@@ -24,11 +24,12 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ForeignKeyConstraint, and_, select
+from sqlalchemy import Column, ForeignKeyConstraint, and_, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper, RelationshipDirection
 from sqlalchemy.orm.exc import UnmappedColumnError
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.visitors import iterate
 
 from sqla_repo._coerce import UNSUPPORTED, CoercionError, coerce, python_type
 from sqla_repo.context import tenant_scope
@@ -38,14 +39,15 @@ from sqla_repo.mixins.tenant import TenantMixin
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
 
-    from sqlalchemy import Column
     from sqlalchemy.orm import InstrumentedAttribute, Session
 
 __all__ = ["check_objects", "check_rows", "forget", "tenant_references"]
 
-# Values per query: each becomes one EXISTS with its own parameters, which keeps a chunk
-# of composite keys under SQLite's historical limit of 999 parameters.
-_CHUNK = 200
+# Values per query. Each becomes one EXISTS with its key and tenant parameters (the
+# tenant twice: explicit and from the session hooks), which keeps a chunk of keys of up
+# to five columns under SQLite's historical limit of 999 parameters. Chunks are padded to
+# a power of two so that the compiled-statement cache holds at most eight shapes.
+_CHUNK = 128
 
 _Key = tuple[Any, ...]
 _UNCHECKABLE = object()
@@ -53,25 +55,29 @@ _UNCHECKABLE = object()
 
 @dataclass(frozen=True, eq=False)
 class TenantReference:
-    """One foreign key of a model whose referred table belongs to a tenant-scoped model."""
+    """Something a write can point at in a tenant-scoped table.
+
+    A foreign key, or the primary key of the objects a relationship links (a
+    many-to-many relationship has no local key).
+    """
 
     model: type[Any]
     """The referencing model."""
-    constraint: ForeignKeyConstraint
+    constraint: ForeignKeyConstraint | None
     keys: tuple[str, ...]
-    """Attribute keys of the local columns, in constraint order."""
+    """Attribute keys of the local columns, in constraint order (empty for a link)."""
     columns: tuple[Column[Any], ...]
     """The local columns (their types coerce the values)."""
     target: type[Any]
     """The tenant-scoped model referred to."""
     target_attrs: tuple[InstrumentedAttribute[Any], ...]
-    """Its attributes for the referred columns, in constraint order."""
-    relationships: tuple[str, ...]
+    """Its attributes for the referred columns, in key order."""
+    relationships: tuple[str, ...] = ()
     """Writable many-to-one relationships that set exactly these columns at flush."""
 
     def refusal(self) -> ForeignKeyViolationError:
         """The error for a value that references no visible row."""
-        name = self.constraint.name
+        name = None if self.constraint is None else self.constraint.name
         return ForeignKeyViolationError(
             model=self.model,
             constraint=name if isinstance(name, str) else None,
@@ -84,12 +90,13 @@ class _Links:
     """What a mapper's writes can reference in tenant-scoped tables."""
 
     references: tuple[TenantReference, ...]
-    relationships: tuple[str, ...]
-    """Writable many-to-one and many-to-many relationships to tenant-scoped models."""
+    related: tuple[tuple[str, TenantReference], ...]
+    """Writable many-to-one and many-to-many relationships to tenant-scoped models, each
+    with what identifies the objects it links."""
 
 
 def forget() -> None:
-    """Drop the cached analysis: a tenant-scoped model was declared after it was made."""
+    """Drop the cached analysis (new mappers or relationships were configured)."""
     _links.cache_clear()
 
 
@@ -101,12 +108,11 @@ def tenant_references(mapper: Mapper[Any]) -> tuple[TenantReference, ...]:
 @functools.cache
 def _links(mapper: Mapper[Any]) -> _Links:
     targets = _tenant_tables()
-    inherited = {m.local_table for m in mapper.iterate_to_root()}
     references: list[TenantReference] = []
-    for table in inherited:
+    for table in {m.local_table for m in mapper.iterate_to_root()}:
         for constraint in getattr(table, "foreign_key_constraints", ()):
             target = targets.get(constraint.referred_table)
-            if target is None or _is_inheritance_link(constraint, inherited):
+            if target is None or _is_inheritance_link(mapper, constraint):
                 continue
             try:
                 keys = tuple(mapper.get_property_by_column(c).key for c in constraint.columns)
@@ -126,14 +132,30 @@ def _links(mapper: Mapper[Any]) -> _Links:
                     relationships=_relationships_setting(mapper, keys),
                 )
             )
-    linked = tuple(
-        rel.key
-        for rel in mapper.relationships
-        if not rel.viewonly
-        and rel.direction is not RelationshipDirection.ONETOMANY
-        and issubclass(rel.mapper.class_, TenantMixin)
-    )
-    return _Links(tuple(references), linked)
+    related = []
+    for rel in mapper.relationships:
+        if (
+            rel.viewonly
+            or rel.direction is RelationshipDirection.ONETOMANY
+            or not issubclass(rel.mapper.class_, TenantMixin)
+        ):
+            continue
+        ref = next((r for r in references if rel.key in r.relationships), None)
+        if ref is None:  # many-to-many: the association row holds the primary key
+            ref = TenantReference(
+                model=mapper.class_,
+                constraint=None,
+                keys=(),
+                columns=(),
+                target=rel.mapper.class_,
+                target_attrs=tuple(getattr(rel.mapper.class_, k) for k in _pk_keys(rel.mapper)),
+            )
+        related.append((rel.key, ref))
+    return _Links(tuple(references), tuple(related))
+
+
+def _pk_keys(mapper: Mapper[Any]) -> tuple[str, ...]:
+    return tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
 
 
 def _tenant_tables() -> dict[Any, Mapper[Any]]:
@@ -156,9 +178,16 @@ def _subclasses(cls: type[Any]) -> Iterator[type[Any]]:
         yield from _subclasses(sub)
 
 
-def _is_inheritance_link(constraint: ForeignKeyConstraint, inherited: set[Any]) -> bool:
-    """Whether *constraint* joins a subclass table's key to its parent's (joined inheritance)."""
-    return constraint.referred_table in inherited and all(c.primary_key for c in constraint.columns)
+def _is_inheritance_link(mapper: Mapper[Any], constraint: ForeignKeyConstraint) -> bool:
+    """Whether *constraint* is the join of a subclass table to its parent (joined inheritance)."""
+    for m in mapper.iterate_to_root():
+        if m.inherit_condition is None or constraint.table is not m.local_table:
+            continue
+        joined = {e for e in iterate(m.inherit_condition) if isinstance(e, Column)}
+        referred = {e.column for e in constraint.elements}
+        if set(constraint.columns) <= joined and referred <= joined:
+            return True
+    return False
 
 
 def _relationships_setting(mapper: Mapper[Any], keys: tuple[str, ...]) -> tuple[str, ...]:
@@ -173,32 +202,28 @@ def _relationships_setting(mapper: Mapper[Any], keys: tuple[str, ...]) -> tuple[
 
 
 def _value(ref: TenantReference, row: Mapping[str, Any]) -> Any:
-    """The referenced key in *row*, coerced to the columns' types.
+    """The referenced key in *row*, coerced to the local and the referred columns' types.
 
-    ``None`` when there is nothing to check, ``_UNCHECKABLE`` for a value the column
-    type cannot hold.
+    ``None`` when there is nothing to check, ``_UNCHECKABLE`` for a value either column
+    type cannot hold exactly.
     """
     out = []
-    for key, column in zip(ref.keys, ref.columns, strict=True):
+    for key, column, attr in zip(ref.keys, ref.columns, ref.target_attrs, strict=True):
         value = row.get(key)
         if value is None or isinstance(value, ClauseElement):
             # A NULL part means the key references nothing (MATCH SIMPLE).
             return None
-        if python_type(column.type) is not UNSUPPORTED:
+        for type_ in (column.type, attr.type):
+            if python_type(type_) is UNSUPPORTED:
+                continue
             try:
-                value = coerce(value, column.type, max_length=None)
+                value = coerce(value, type_, max_length=None)
             except CoercionError:
                 # The database might convert it (1.0, True, "1.0") and store a link to
                 # a row nobody checked: refuse it like any reference to nothing.
                 return _UNCHECKABLE
         out.append(value)
     return tuple(out)
-
-
-def _current_tenant() -> str | None:
-    """The tenant to check against, or ``None`` inside ``all_tenants()``."""
-    scope = tenant_scope()
-    return None if scope.all_tenants else scope.tenant
 
 
 def _collect(
@@ -223,53 +248,71 @@ def check_rows(session: Session, mapper: Mapper[Any], rows: Iterable[Mapping[str
     _verify(session, wanted, pending={})
 
 
-def check_objects(session: Session, objects: Iterable[object]) -> None:
+def check_objects(session: Session, objects: Iterable[object], flushed: Iterable[object]) -> None:
     """Refuse pending or changed *objects* that reference a row the tenant cannot see.
 
-    Runs before a flush. A foreign key set through a many-to-one relationship has not
-    been copied to its columns yet, so the related object is checked instead; rows
-    that are themselves pending in this flush count as existing.
+    Runs before a flush, whose new objects are among *flushed*. A foreign key set
+    through a many-to-one relationship is copied to its columns only during the flush,
+    so the related object is checked instead; rows this flush inserts count as existing.
     """
     if tenant_scope().all_tenants:
         return
+    inserted = {id(obj) for obj in flushed}
     wanted: dict[TenantReference, set[_Key]] = {}
     for obj in objects:
         state = sa_inspect(obj)
         links = _links(state.mapper)
-        if not links.references and not links.relationships:
+        if not links.references and not links.related:
             continue
-        _check_related(state, links)
+        linked = _collect_related(wanted, state, links, inserted)
         new = state.key is None
         for ref in links.references:
-            if any(state.dict.get(rel) is not None for rel in ref.relationships):
-                continue  # the relationship sets the columns at flush; checked above
+            if any(rel in linked for rel in ref.relationships):
+                continue  # the relationship overwrites the columns at flush; checked above
             if new or any(state.attrs[key].history.added for key in ref.keys):
                 _collect(wanted, ref, state.dict)
     if wanted:
-        _verify(session, wanted, pending=_pending_keys(session, wanted))
+        _verify(session, wanted, pending=_pending_keys(session, wanted, inserted))
 
 
-def _check_related(state: Any, links: _Links) -> None:
-    """Refuse objects of another tenant newly linked through a relationship."""
+def _collect_related(
+    wanted: dict[TenantReference, set[_Key]],
+    state: Any,
+    links: _Links,
+    inserted: set[int],
+) -> set[str]:
+    """Check the objects newly linked through relationships; return those relationships.
+
+    Another tenant's object is refused at once. An object this flush inserts is
+    checked by the tenant hook itself; any other is looked up like a key value, since
+    its ``tenant_id`` in memory proves nothing (``merge(load=False)`` can make one up).
+    """
     current = tenant_scope().tenant
-    for key in links.relationships:
-        for related in state.attrs[key].history.added or ():
-            tenant_id = getattr(related, "tenant_id", None)
-            if tenant_id is None or tenant_id == current:
-                continue
-            for ref in links.references:
-                if key in ref.relationships:
-                    raise ref.refusal()
-            raise ForeignKeyViolationError(model=state.mapper.class_)
+    linked = set()
+    for key, ref in links.related:
+        added = [o for o in state.attrs[key].history.added or () if o is not None]
+        if not added:
+            continue
+        linked.add(key)
+        for related in added:
+            if getattr(related, "tenant_id", None) not in (None, current):
+                raise ref.refusal()
+            if id(related) not in inserted:
+                value = tuple(getattr(related, a.key) for a in ref.target_attrs)
+                if None not in value:
+                    wanted.setdefault(ref, set()).add(value)
+    return linked
 
 
 def _pending_keys(
-    session: Session, wanted: Mapping[TenantReference, set[_Key]]
+    session: Session, wanted: Mapping[TenantReference, set[_Key]], inserted: set[int]
 ) -> dict[TenantReference, set[_Key]]:
     """Keys of the referenced rows that this flush inserts for the current tenant."""
     current = tenant_scope().tenant
     out: dict[TenantReference, set[_Key]] = {}
     for obj in session.new:
+        if id(obj) not in inserted:
+            continue
         for ref in wanted:
             if isinstance(obj, ref.target) and getattr(obj, "tenant_id", None) in (None, current):
                 out.setdefault(ref, set()).add(tuple(getattr(obj, a.key) for a in ref.target_attrs))
@@ -302,6 +345,8 @@ def _exist(session: Session, ref: TenantReference, chunk: list[_Key], tenant_id:
     'ABC' under a case-insensitive collation) or a non-unique referred column cannot
     make one missing row look present.
     """
+    size = 1 << (len(chunk) - 1).bit_length()  # padded with repeats: few statement shapes
+    keys = chunk + chunk[-1:] * (size - len(chunk))
     target = ref.target
     probes = [
         select(ref.target_attrs[0])
@@ -310,7 +355,7 @@ def _exist(session: Session, ref: TenantReference, chunk: list[_Key], tenant_id:
             target.tenant_id == tenant_id,
         )
         .exists()
-        for key in chunk
+        for key in keys
     ]
     # The tenant criterion is explicit above; soft-deleted rows stay referenceable.
     stmt = select(*probes).execution_options(include_deleted=True)

@@ -122,6 +122,8 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         processor, then [`process_result_value`][sqla_repo.types.UTCDateTime.process_result_value])
         without its indirections: it runs for every timestamp of every row loaded.
         """
+        if type(self).process_result_value is not UTCDateTime.process_result_value:
+            return super().result_processor(dialect, coltype)  # a subclass's own conversion
         inner = self.load_dialect_impl(dialect).result_processor(dialect, coltype)
         fallback = self.process_result_value
         datetime = dt.datetime

@@ -181,3 +181,14 @@ async def test_tenant_rejects_empty_id():
     """An empty tenant id is refused."""
     with pytest.raises(ValueError, match="non-empty"), tenant(""):
         pass
+
+
+async def test_another_tenants_loaded_row_cannot_be_moved_in(session):
+    """A row loaded inside all_tenants() cannot be given the current tenant's id."""
+    docs = await _seed(session)
+    with all_tenants():
+        theirs = await session.get(Document, docs["globex"].id)
+    with tenant("acme"):
+        theirs.tenant_id = "acme"
+        with pytest.raises(TenantMismatchError):
+            await session.flush()

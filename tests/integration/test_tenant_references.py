@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from models import (
     Bookmark,
@@ -349,3 +350,31 @@ async def test_keys_are_compared_by_the_database(session, order):
             await CodeUseRepository(session).bulk_create([{"code": c} for c in order])
         used = await CodeUseRepository(session).bulk_create([{"code": "abc"}, {"code": "abc"}])
     assert [u.code for u in used] == ["abc", "abc"]
+
+
+async def test_key_changed_beside_a_loaded_relationship_is_checked(session):
+    """The column is what the flush writes when the relationship itself is unchanged."""
+    with tenant("acme"):
+        secret = await FolderRepository(session).create({"name": "secret"})
+    with tenant("globex"):
+        own = await FolderRepository(session).create({"name": "own"})
+        shortcut = await ShortcutRepository(session).create({"folder": own})
+        shortcut.folder_id = secret.id
+        with pytest.raises(ForeignKeyViolationError):
+            await session.flush()
+    session.expunge_all()
+    with tenant("globex"):
+        assert (await ShortcutRepository(session).get_by_id(shortcut.id)).folder_id == own.id
+
+
+async def test_an_object_made_up_in_memory_is_looked_up(session):
+    """A related object's tenant_id in memory proves nothing: it can be made up."""
+    with tenant("acme"):
+        secret = await FolderRepository(session).create({"name": "secret"})
+    session.expunge_all()
+    with tenant("globex"):
+        forged = Folder(id=secret.id, tenant_id="globex", name="secret")
+        make_transient_to_detached(forged)
+        session.add(forged)
+        with pytest.raises(ForeignKeyViolationError):
+            await ShortcutRepository(session).create({"folder": forged})

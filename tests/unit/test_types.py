@@ -145,6 +145,29 @@ class TestBind:
         assert loaded.tzinfo is UTC
         assert loaded.microsecond == 123456
 
+    def test_result_processor_converts_aware_values(self, dialect: Dialect) -> None:
+        """The loading path (not only process_result_value) converts other zones to UTC."""
+        value = dt.datetime(2024, 1, 2, 8, 34, 5, 123456, tzinfo=PLUS_0530)
+        loaded = result(dialect, value.isoformat() if dialect.name == "sqlite" else value)
+        assert loaded == value
+        assert loaded.tzinfo is UTC
+
+    def test_subclass_conversion_is_used(self, dialect: Dialect) -> None:
+        """A subclass overriding process_result_value gets it called for every value."""
+
+        class Shifted(UTCDateTime):
+            cache_ok = True
+
+            def process_result_value(self, value: object, dialect: Dialect) -> dt.datetime | None:
+                loaded = super().process_result_value(value, dialect)
+                return None if loaded is None else loaded + dt.timedelta(hours=1)
+
+        naive = dt.datetime(2024, 1, 2, 3, 4, 5)  # noqa: DTZ001 - as stored
+        stored = naive.isoformat(" ") if dialect.name == "sqlite" else naive
+        processor = Shifted().dialect_impl(dialect).result_processor(dialect, None)
+        loaded = processor(stored) if processor else None
+        assert loaded == dt.datetime(2024, 1, 2, 4, 4, 5, tzinfo=UTC)
+
     def test_result_none(self, dialect: Dialect) -> None:
         """NULL reads back as None."""
         assert result(dialect, None) is None
