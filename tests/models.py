@@ -178,13 +178,19 @@ class Invoice(Record):
     amount: Mapped[int] = mapped_column(default=0)
 
 
+CASE_SENSITIVE_CODE = String(20).with_variant(
+    mysql.VARCHAR(20, collation="utf8mb4_bin"), "mysql", "mariadb"
+)
+"""Compared case-sensitively on every backend (MariaDB's default collation folds case)."""
+
+
 class Code(IntegerPKMixin, TenantMixin, Base):
     """A case-sensitive text key (binary collation on MariaDB), referenced by ``CodeUse``."""
 
     __tablename__ = "codes"
 
     code: Mapped[str] = mapped_column(
-        String(20).with_variant(mysql.VARCHAR(20, collation="utf8mb4_bin"), "mysql", "mariadb"),
+        CASE_SENSITIVE_CODE,
         unique=True,
     )
 
@@ -193,7 +199,7 @@ class CodeUse(IntegerPKMixin, TenantMixin, Base):
     __tablename__ = "code_uses"
 
     code: Mapped[str] = mapped_column(
-        String(20).with_variant(mysql.VARCHAR(20, collation="utf8mb4_bin"), "mysql", "mariadb"),
+        CASE_SENSITIVE_CODE,
         ForeignKey("codes.code"),
     )
 

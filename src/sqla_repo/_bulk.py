@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, delete, func, insert, select, tuple_, update
 from sqlalchemy import inspect as sa_inspect
 
-from sqla_repo._coerce import collation_key
 from sqla_repo._hooks import INCLUDE_DELETED
 from sqla_repo._statements import ModelInfo, bulk_update_statement, guard_criteria
 from sqla_repo._upsert import update_keys, upsert_statement
@@ -347,6 +346,10 @@ async def _read_back(
     return found
 
 
+def _fold(value: Any) -> Any:
+    return value.casefold().rstrip(" ") if isinstance(value, str) else value
+
+
 async def upsert(
     session: AsyncSession,
     info: ModelInfo,
@@ -373,10 +376,10 @@ async def upsert(
         found = await _read_back(session, info, conflict_on, wanted, batch_size)
         # MariaDB/MySQL compare with the column collation (case-insensitive, PAD SPACE by
         # default): the row found for "Bob@x.org " may hold "bob@x.org".
-        folded = {tuple(map(collation_key, key)): obj for key, obj in found.items()}
+        folded = {tuple(map(_fold, key)): obj for key, obj in found.items()}
         for w in wanted:
-            if w not in found and tuple(map(collation_key, w)) in folded:
-                found[w] = folded[tuple(map(collation_key, w))]
+            if w not in found and tuple(map(_fold, w)) in folded:
+                found[w] = folded[tuple(map(_fold, w))]
     if any(w not in found for w in wanted):
         # The conflicting row exists but is soft-deleted or another tenant's.
         raise ConflictError(model=info.model, detail={"fields": list(conflict_on)})

@@ -25,15 +25,7 @@ from sqlalchemy import types as sqltypes
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = [
-    "UNSUPPORTED",
-    "CoercionError",
-    "coerce",
-    "collation_key",
-    "is_text",
-    "python_type",
-    "unwrap",
-]
+__all__ = ["UNSUPPORTED", "CoercionError", "coerce", "is_text", "python_type", "unwrap"]
 
 UTC = dt.timezone.utc
 
@@ -91,11 +83,6 @@ def is_text(type_: sqltypes.TypeEngine[Any]) -> bool:
         and isinstance(inner, sqltypes.String)
         and not isinstance(inner, sqltypes.Enum)
     )
-
-
-def collation_key(value: Any) -> Any:
-    """*value* as MySQL/MariaDB's default collations compare it: case-folded, no trailing spaces."""
-    return value.casefold().rstrip(" ") if isinstance(value, str) else value
 
 
 def coerce(value: object, type_: sqltypes.TypeEngine[Any], *, max_length: int | None) -> Any:

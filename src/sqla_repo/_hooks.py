@@ -156,8 +156,6 @@ def _on_before_flush(session: Session, _ctx: UOWTransaction, instances: object) 
             continue
         model = type(obj)
         current: str | None = obj.tenant_id
-        if not scope.all_tenants and _moved_from_elsewhere(obj, scope.tenant):
-            raise TenantMismatchError(model=model)
         if scope.all_tenants:
             if current is None:
                 raise TenantRequiredError(
@@ -166,6 +164,8 @@ def _on_before_flush(session: Session, _ctx: UOWTransaction, instances: object) 
             continue
         if scope.tenant is None:
             raise TenantRequiredError(model=model)
+        if _moved_from_elsewhere(obj, scope.tenant):
+            raise TenantMismatchError(model=model)
         if current is None:
             obj.tenant_id = scope.tenant
         elif current != scope.tenant:

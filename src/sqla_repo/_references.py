@@ -11,9 +11,10 @@ error, message and detail for another tenant's row as for a missing one. The dat
 compares the values, so its collations and type conversions decide what matches, as
 they do for the foreign key itself.
 
-Objects linked through relationships (many-to-one and many-to-many) are checked by
-their ``tenant_id``: they are in the session, so they were loaded under some tenant's
-criteria or are new. Soft-deleted rows of the current tenant stay referenceable, as the
+Objects linked through relationships (many-to-one and many-to-many) are refused when
+their ``tenant_id`` is another tenant's, and otherwise looked up like key values unless
+the same flush inserts them (an object's ``tenant_id`` in memory can be made up, e.g.
+with ``merge(load=False)``). Soft-deleted rows of the current tenant stay referenceable, as the
 database allows. Inside [`all_tenants()`][sqla_repo.context.all_tenants] nothing is
 checked. Values given as SQL expressions are left to the database.
 """
@@ -245,7 +246,7 @@ def check_rows(session: Session, mapper: Mapper[Any], rows: Iterable[Mapping[str
     for row in rows:
         for ref in refs:
             _collect(wanted, ref, row)
-    _verify(session, wanted, pending={})
+    _verify(session, wanted, pending={}, tenant_id=tenant_scope().tenant)
 
 
 def check_objects(session: Session, objects: Iterable[object], flushed: Iterable[object]) -> None:
@@ -255,8 +256,10 @@ def check_objects(session: Session, objects: Iterable[object], flushed: Iterable
     through a many-to-one relationship is copied to its columns only during the flush,
     so the related object is checked instead; rows this flush inserts count as existing.
     """
-    if tenant_scope().all_tenants:
+    scope = tenant_scope()
+    if scope.all_tenants:
         return
+    current = scope.tenant
     inserted = {id(obj) for obj in flushed}
     wanted: dict[TenantReference, set[_Key]] = {}
     for obj in objects:
@@ -264,7 +267,7 @@ def check_objects(session: Session, objects: Iterable[object], flushed: Iterable
         links = _links(state.mapper)
         if not links.references and not links.related:
             continue
-        linked = _collect_related(wanted, state, links, inserted)
+        linked = _collect_related(wanted, state, links, inserted, current)
         new = state.key is None
         for ref in links.references:
             if any(rel in linked for rel in ref.relationships):
@@ -272,7 +275,8 @@ def check_objects(session: Session, objects: Iterable[object], flushed: Iterable
             if new or any(state.attrs[key].history.added for key in ref.keys):
                 _collect(wanted, ref, state.dict)
     if wanted:
-        _verify(session, wanted, pending=_pending_keys(session, wanted, inserted))
+        pending = _pending_keys(session, wanted, inserted, current)
+        _verify(session, wanted, pending=pending, tenant_id=current)
 
 
 def _collect_related(
@@ -280,6 +284,7 @@ def _collect_related(
     state: Any,
     links: _Links,
     inserted: set[int],
+    current: str | None,
 ) -> set[str]:
     """Check the objects newly linked through relationships; return those relationships.
 
@@ -287,7 +292,6 @@ def _collect_related(
     checked by the tenant hook itself; any other is looked up like a key value, since
     its ``tenant_id`` in memory proves nothing (``merge(load=False)`` can make one up).
     """
-    current = tenant_scope().tenant
     linked = set()
     for key, ref in links.related:
         added = [o for o in state.attrs[key].history.added or () if o is not None]
@@ -305,10 +309,12 @@ def _collect_related(
 
 
 def _pending_keys(
-    session: Session, wanted: Mapping[TenantReference, set[_Key]], inserted: set[int]
+    session: Session,
+    wanted: Mapping[TenantReference, set[_Key]],
+    inserted: set[int],
+    current: str | None,
 ) -> dict[TenantReference, set[_Key]]:
     """Keys of the referenced rows that this flush inserts for the current tenant."""
-    current = tenant_scope().tenant
     out: dict[TenantReference, set[_Key]] = {}
     for obj in session.new:
         if id(obj) not in inserted:
@@ -324,12 +330,12 @@ def _verify(
     wanted: Mapping[TenantReference, set[_Key]],
     *,
     pending: Mapping[TenantReference, set[_Key]],
+    tenant_id: str | None,
 ) -> None:
     for ref, values in wanted.items():
         remaining = list(values - pending.get(ref, set()))
         if not remaining:
             continue
-        tenant_id = tenant_scope().tenant
         if tenant_id is None:
             raise TenantRequiredError(model=ref.target)
         for start in range(0, len(remaining), _CHUNK):

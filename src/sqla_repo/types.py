@@ -36,6 +36,16 @@ UTC = dt.timezone.utc
 _combine = dt.datetime.combine
 
 
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    """A loaded datetime as aware UTC (a naive value from the database is UTC)."""
+    tz = value.tzinfo
+    if tz is UTC:  # asyncpg's timestamptz values need no conversion
+        return value
+    if tz is None:
+        return _combine(value.date(), value.time(), UTC)
+    return value.astimezone(UTC)
+
+
 class NaiveDatetimeError(ValueError):
     """A ``datetime`` without ``tzinfo`` was given where an instant in time is stored."""
 
@@ -134,11 +144,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             if inner is not None:
                 value = inner(value)
             if value.__class__ is datetime:
-                tz = value.tzinfo
-                if tz is UTC:
-                    return value
-                if tz is None:
-                    return _combine(value.date(), value.time(), UTC)
+                return _as_utc(value)
             return fallback(value, dialect)
 
         return process
@@ -156,9 +162,4 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if not isinstance(value, dt.datetime):
             msg = f"expected a datetime from the database, got {type(value).__name__}"
             raise TypeError(msg)
-        tz = value.tzinfo
-        if tz is UTC:  # asyncpg's timestamptz values need no conversion
-            return value
-        if tz is None:
-            return _combine(value.date(), value.time(), UTC)
-        return value.astimezone(UTC)
+        return _as_utc(value)

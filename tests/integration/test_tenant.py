@@ -188,7 +188,8 @@ async def test_another_tenants_loaded_row_cannot_be_moved_in(session):
     docs = await _seed(session)
     with all_tenants():
         theirs = await session.get(Document, docs["globex"].id)
-    with tenant("acme"):
-        theirs.tenant_id = "acme"
-        with pytest.raises(TenantMismatchError):
-            await session.flush()
+    for cleared in ("acme", None):  # None would be stamped with the current tenant
+        with tenant("acme"):
+            theirs.tenant_id = cleared
+            with pytest.raises(TenantMismatchError):
+                await session.flush()

@@ -25,6 +25,11 @@ class TenantMixin:
     [`TenantMismatchError`][sqla_repo.exceptions.TenantMismatchError]. With no tenant set,
     statements on the model raise [`TenantRequiredError`][sqla_repo.exceptions.TenantRequiredError]
     unless they run inside [`all_tenants()`][sqla_repo.context.all_tenants].
+
+    A foreign key into a tenant-scoped table may only point at the current tenant's rows:
+    another tenant's row is refused with the same
+    [`ForeignKeyViolationError`][sqla_repo.exceptions.ForeignKeyViolationError] as a
+    missing one.
     """
 
     tenant_id: Mapped[str] = mapped_column(
