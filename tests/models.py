@@ -178,6 +178,60 @@ class Invoice(Record):
     amount: Mapped[int] = mapped_column(default=0)
 
 
+class Person(IntegerPKMixin, TenantMixin, SoftDeleteMixin, TimestampMixin, Base):
+    """The base of a joined-table hierarchy whose tenant and soft-delete columns live here."""
+
+    __tablename__ = "people"
+    __mapper_args__: ClassVar[dict[str, Any]] = {
+        "polymorphic_on": "kind",
+        "polymorphic_identity": "person",
+    }
+
+    kind: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(50))
+
+
+class Client(Person):
+    """A joined subclass: its own table holds only its own columns."""
+
+    __tablename__ = "clients"
+    __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_identity": "client"}
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"),
+        ForeignKey("people.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    company: Mapped[str] = mapped_column(String(50), default="")
+
+
+class Employee(IntegerPKMixin, TenantMixin, SoftDeleteMixin, Base):
+    """The base of a single-table hierarchy."""
+
+    __tablename__ = "employees"
+    __table_args__ = (UniqueConstraint("tenant_id", "email"),)
+    __mapper_args__: ClassVar[dict[str, Any]] = {
+        "polymorphic_on": "kind",
+        "polymorphic_identity": "employee",
+    }
+
+    kind: Mapped[str] = mapped_column(String(20))
+    email: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(50), default="")
+
+
+class Manager(Employee):
+    __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_identity": "manager"}
+
+    reports: Mapped[int | None] = mapped_column(default=None)
+
+
+class Engineer(Employee):
+    __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_identity": "engineer"}
+
+    language: Mapped[str | None] = mapped_column(String(30), default=None)
+
+
 CASE_SENSITIVE_CODE = String(20).with_variant(
     mysql.VARCHAR(20, collation="utf8mb4_bin"), "mysql", "mariadb"
 )
