@@ -16,6 +16,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 import backends
 from models import METADATAS
 
+POOLED_MODULES = frozenset(
+    {
+        "test_repository_reads",
+        "test_repository_writes",
+        "test_repository_edges",
+        "test_repository_state_machine",
+        "test_concurrency",
+    }
+)
+"""Modules that also run through PgBouncer (``backends.POOLED``): the repository
+contract and the concurrency races."""
+
 _SELECTED: list[str] = []
 _CREATED: dict[str, backends.Backend] = {}
 
@@ -24,8 +36,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--backend",
         action="append",
-        choices=backends.BACKENDS,
-        help="run integration tests on this backend only (repeatable; default: all three)",
+        choices=(*backends.BACKENDS, *backends.POOLED),
+        help=(
+            "run integration tests on this backend only (repeatable; default: the three "
+            "backends, and PostgreSQL through PgBouncer for the modules in POOLED_MODULES)"
+        ),
     )
 
 
@@ -34,13 +49,13 @@ def _create(name: str) -> str | None:
     try:
         _CREATED[name] = backends.create(name)
     except Exception as exc:  # noqa: BLE001 - reported by the caller, which aborts the run
-        url = backends.env_url(name) if name != "sqlite" else "sqlite"
+        url = "sqlite" if name == "sqlite" else backends.env_url(backends.server_of(name))
         return f"  {name} ({url}): {type(exc).__name__}: {exc}"
     return None
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    _SELECTED[:] = config.getoption("--backend") or list(backends.BACKENDS)
+    _SELECTED[:] = config.getoption("--backend") or [*backends.BACKENDS, *backends.POOLED]
     failures = [failure for name in _SELECTED if (failure := _create(name))]
     if failures:
         for backend in _CREATED.values():
@@ -65,12 +80,18 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
+        module = metafunc.module.__name__.rpartition(".")[2]
+        names = [n for n in _SELECTED if n in backends.BACKENDS or module in POOLED_MODULES]
         metafunc.parametrize(
             "backend",
-            [pytest.param(name, marks=getattr(pytest.mark, name), id=name) for name in _SELECTED],
+            [pytest.param(name, marks=_mark(name), id=name) for name in names],
             indirect=True,
             scope="session",
         )
+
+
+def _mark(name: str) -> pytest.MarkDecorator:
+    return pytest.mark.pgbouncer if name in backends.POOLED else getattr(pytest.mark, name)
 
 
 @pytest.fixture(scope="session")
