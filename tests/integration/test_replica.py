@@ -20,7 +20,12 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import func, make_url, select, text
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import NullPool
 
 import backends
@@ -157,7 +162,7 @@ async def test_replica_lag_is_visible(servers, maker) -> None:
 
 
 def _cluster(action: str) -> None:
-    version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
+    version = max(p.name for p in Path("/etc/postgresql").iterdir())
     subprocess.run(  # noqa: S603 - fixed arguments
         ["pg_ctlcluster", "--skip-systemctl-redirect", version, CLUSTER, action],  # noqa: S607
         check=True,
