@@ -6,6 +6,7 @@ Interpreters this machine lacks are skipped rather than failing the run.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import zipfile
@@ -128,6 +129,93 @@ def build(session: nox.Session) -> None:
     python = str(bindir / "python")
     session.run(python, "-m", "pip", "install", "--quiet", str(wheel), external=True)
     session.run(python, "-c", WHEEL_CHECK, external=True)
+
+
+# Run inside the docs_browser session's environment (with playwright): serve the built site
+# on 127.0.0.1, load every page in headless Chromium at each width, and report any element
+# that sticks out to the right of the viewport outside a scroll container (code blocks and
+# tables scroll on their own; a page that scrolls sideways as a whole is the failure).
+OVERFLOW_CHECK = r"""
+import functools, http.server, sys, threading
+from pathlib import Path
+from playwright.sync_api import sync_playwright
+
+site, chromium = Path(sys.argv[1]), sys.argv[2]
+widths = [int(w) for w in sys.argv[3].split(",")]
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+FIND = '''() => {
+  const width = window.innerWidth, found = [];
+  const clipping = ["auto", "scroll"];
+  const clips = (el) => clipping.includes(getComputedStyle(el).overflowX);
+  const inside = (el) => {
+    for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
+      if (clips(a)) return true;
+    }
+    return false;
+  };
+  const name = (el) => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "")
+      + (typeof el.className === "string" && el.className.trim()
+         ? "." + el.className.trim().split(/\s+/).join(".") : "");
+  for (const el of document.body.querySelectorAll("*")) {
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0 || box.right <= width + 1) continue;
+    const style = getComputedStyle(el);
+    if (style.visibility === "hidden" || style.position === "fixed" || inside(el)) continue;
+    found.push(name(el) + " ends at " + Math.round(box.right) + "px: "
+               + (el.textContent || "").trim().slice(0, 60));
+    if (found.length >= 5) break;
+  }
+  const page = document.documentElement.scrollWidth;
+  if (page > width) found.unshift("the page is " + page + "px wide");
+  return found;
+}'''
+
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+handler.func.log_message = lambda *args: None
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+base = f"http://127.0.0.1:{server.server_address[1]}/"
+pages = sorted(p.relative_to(site).as_posix() for p in site.rglob("*.html"))
+failures = 0
+with sync_playwright() as playwright:
+    browser = playwright.chromium.launch(executable_path=chromium, args=FLAGS, headless=True)
+    for width in widths:
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        for path in pages:
+            page.goto(base + path.removesuffix("index.html"), wait_until="load")
+            problems = page.evaluate(FIND)
+            if problems:
+                failures += 1
+                print(f"{width}px {path}:", *problems, sep="\n    ")
+        page.close()
+    browser.close()
+server.shutdown()
+print(f"{len(pages)} pages at {widths} px: {failures} overflowing")
+sys.exit(1 if failures else 0)
+"""
+BROWSER_WIDTHS = "1280,390"
+
+
+@nox.session
+def docs_browser(session: nox.Session) -> None:
+    """Build the site and load every page in headless Chromium at 1280 and 390 px.
+
+    Fails when a page scrolls sideways, or an element sticks out of the viewport outside
+    a scroll container. Needs Chromium (Debian: ``apt-get install chromium``) at
+    ``/usr/bin/chromium`` or at the path in ``CHROMIUM``; Playwright drives it and
+    downloads no browser. Arguments after ``--`` go to ``mkdocs build``.
+    """
+    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        session.error("Chromium is missing: apt-get install chromium, or set CHROMIUM")
+    session.install("-e", ".", *groups("docs"), "playwright")
+    site = Path(session.create_tmp()).resolve() / "site"
+    # mkdocs.yml sets strict: true; a config given after -- decides for itself.
+    session.run("mkdocs", "build", "--site-dir", str(site), *session.posargs)
+    script = site.parent / "overflow_check.py"
+    script.write_text(OVERFLOW_CHECK, encoding="utf-8")
+    session.run("python", str(script), str(site), chromium, BROWSER_WIDTHS)
 
 
 def wheel_dist_info(wheel: Path) -> str:

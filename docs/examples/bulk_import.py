@@ -76,8 +76,6 @@ def chunks(
 
 
 # --8<-- [end:read]
-
-
 # --8<-- [start:all-or-nothing]
 async def import_all_or_nothing(
     new_session: async_sessionmaker[AsyncSession], path: Path
@@ -92,8 +90,6 @@ async def import_all_or_nothing(
 
 
 # --8<-- [end:all-or-nothing]
-
-
 # --8<-- [start:chunk-by-chunk]
 async def import_chunk_by_chunk(
     new_session: async_sessionmaker[AsyncSession], path: Path
@@ -110,8 +106,6 @@ async def import_chunk_by_chunk(
 
 
 # --8<-- [end:chunk-by-chunk]
-
-
 async def main() -> None:
     engine = create_async_engine("sqlite+aiosqlite:///products.db")
     async with engine.begin() as conn:

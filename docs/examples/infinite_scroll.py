@@ -40,8 +40,6 @@ class PostRepository(BaseRepository[Post]):
 
 
 # --8<-- [end:repository]
-
-
 # --8<-- [start:refusal]
 async def refusal(posts: PostRepository, **arguments: Any) -> str:
     """Return why paginate() refuses *arguments*."""
@@ -53,7 +51,6 @@ async def refusal(posts: PostRepository, **arguments: Any) -> str:
 
 
 # --8<-- [end:refusal]
-
 START = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
 

@@ -40,8 +40,6 @@ class TicketRepository(BaseRepository[Ticket]):
 
 
 # --8<-- [end:model]
-
-
 # --8<-- [start:retry]
 async def in_transaction(
     new_session: async_sessionmaker[AsyncSession],
@@ -63,8 +61,6 @@ async def in_transaction(
 
 
 # --8<-- [end:retry]
-
-
 # --8<-- [start:compare-and-set]
 async def close_ticket(
     tickets: TicketRepository, ticket_id: uuid.UUID, seen_version: int
@@ -82,8 +78,6 @@ async def close_ticket(
 
 
 # --8<-- [end:compare-and-set]
-
-
 async def main() -> None:
     engine = create_async_engine("sqlite+aiosqlite:///tickets.db")
     async with engine.begin() as conn:

@@ -52,8 +52,6 @@ class CommentRepository(BaseRepository[Comment]):
 
 
 # --8<-- [end:model]
-
-
 async def main() -> None:
     engine = create_async_engine("sqlite+aiosqlite:///:memory:")
     async with engine.begin() as conn:

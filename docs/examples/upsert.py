@@ -34,8 +34,6 @@ class ProductRepository(BaseRepository[Product]):
 
 
 # --8<-- [end:model]
-
-
 def show(product: Product) -> None:
     print(
         f"  {product.sku} {product.name!r} {product.price} stock={product.stock}"
