@@ -16,6 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 import backends
 from models import METADATAS
 
+pytest_plugins = ["sqla_repo.testing"]
+"""sqla_repo's own pytest plugin; tests/plugin/test_fixtures.py uses its fixtures."""
+
 POOLED_MODULES = frozenset(
     {
         "test_repository_reads",

@@ -1,0 +1,1 @@
+"""A tiny application tested with the sqla_repo.testing plugin."""
