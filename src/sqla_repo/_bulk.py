@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, delete, func, insert, select, tuple_, update
 from sqlalchemy import inspect as sa_inspect
 
+from sqla_repo import _joined
 from sqla_repo._hooks import INCLUDE_DELETED
 from sqla_repo._statements import ModelInfo, bulk_update_statement, guard_criteria
-from sqla_repo._upsert import update_keys, upsert_statement
+from sqla_repo._upsert import binds_after_values, update_keys, upsert_statement
 from sqla_repo.context import tenant_scope
 from sqla_repo.exceptions import ConflictError, RepositoryError
 from sqla_repo.types import utcnow
@@ -166,11 +167,16 @@ async def update_returning(
     """Run one ``UPDATE`` and return the updated object (``None`` when nothing matched).
 
     Without ``UPDATE … RETURNING`` the row is read back by *identity* (default:
-    *criterion*), which must still match after the update.
+    *criterion*), which must still match after the update. A joined subclass is updated
+    table by table (see :mod:`sqla_repo._joined`).
     """
+    if info.joined:
+        return await _joined.update_one(
+            session, info, criterion, values, include_deleted=include_deleted
+        )
     stmt = (
         update(info.model)
-        .where(criterion)
+        .where(criterion, *guard_criteria(info, include_deleted=include_deleted))
         .values(values)
         .execution_options(synchronize_session=False, **{INCLUDE_DELETED: include_deleted})
     )
@@ -196,9 +202,15 @@ async def update_where(
     include_deleted: bool,  # noqa: FBT001
 ) -> int:
     """Run ``UPDATE … WHERE``; return the number of rows matched."""
+    if info.joined:
+        split = _joined.split_values(info, values)
+        keys = await _joined.target_keys(session, info, where, include_deleted=include_deleted)
+        await _joined.update_keys(session, info, keys, split, include_deleted=include_deleted)
+        await _refresh_loaded(session, info, keys)
+        return len(keys)
     stmt = (
         update(info.model)
-        .where(*where)
+        .where(*where, *guard_criteria(info, include_deleted=include_deleted))
         .values(values)
         .execution_options(**{INCLUDE_DELETED: include_deleted})
     )
@@ -223,8 +235,21 @@ async def delete_where(
     where: Iterable[ColumnElement[bool]],
     include_deleted: bool,  # noqa: FBT001
 ) -> int:
-    """Run ``DELETE … WHERE``; return the number of rows deleted."""
-    stmt = delete(info.model).where(*where).execution_options(**{INCLUDE_DELETED: include_deleted})
+    """Run ``DELETE … WHERE``; return the number of rows deleted.
+
+    Where the class's rows may span several tables (joined-table inheritance, on the
+    class or a subclass), the whole polymorphic row is deleted from every table.
+    """
+    if len(info.delete_tables) > 1:
+        keys = await _joined.target_keys(session, info, where, include_deleted=include_deleted)
+        await _joined.delete_keys(session, info, keys, include_deleted=include_deleted)
+        return len(keys)
+    # The scope is written into the statement, not left to the session hooks alone.
+    stmt = (
+        delete(info.model)
+        .where(*where, *guard_criteria(info, include_deleted=include_deleted))
+        .execution_options(**{INCLUDE_DELETED: include_deleted})
+    )
     result = await session.execute(stmt)
     return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -255,6 +280,10 @@ async def bulk_update(
     idents = list(merged)
     if not idents:
         return 0
+    if info.joined:
+        total = await _joined.bulk_update(session, info, merged, include_deleted=include_deleted)
+        await _refresh_loaded(session, info, idents)
+        return total
     dialect = await connected_dialect(session, info)
     bind = {"mapper": info.mapper}
     matched: int | None = None
@@ -361,6 +390,7 @@ async def upsert(
     dialect: str,
 ) -> list[Any]:
     """Run the portable upsert; return resulting objects in input order."""
+    _joined.refuse_joined_upsert(info)
     rows, wanted = _conflict_keys(info, rows, conflict_on)
     keys = update_keys(info, rows, conflict_on, update)
     stmt = upsert_statement(dialect, info, conflict_on, keys)
@@ -371,8 +401,13 @@ async def upsert(
             for obj in (await session.execute(stmt, batch)).scalars():
                 found[tuple(getattr(obj, k) for k in conflict_on)] = obj
     else:
+        one_by_one = binds_after_values(info)
         for batch in _chunks(rows, batch_size):
-            await session.execute(stmt, batch)
+            if one_by_one:
+                for row in batch:
+                    await session.execute(stmt, [row])
+            else:
+                await session.execute(stmt, batch)
         found = await _read_back(session, info, conflict_on, wanted, batch_size)
         # MariaDB/MySQL compare with the column collation (case-insensitive, PAD SPACE by
         # default): the row found for "Bob@x.org " may hold "bob@x.org".

@@ -7,6 +7,12 @@ joins' ON clauses, relationship loads, ``any()``/``has()``, aliases). A
 ``before_flush`` listener checks the tenant of rows written through the unit of work and
 of the rows their foreign keys reference (see ``sqla_repo._references``).
 
+Loader criteria do not reach every statement form: ``sqla_repo._scoping`` finds tenant
+tables anywhere in a statement, checks the ``tenant_id`` it writes, correlates joined
+subclasses with their base tables, scopes ORM bulk UPDATE by primary key and Core
+UPDATE/DELETE, and refuses what it cannot prove scoped (INSERT … FROM SELECT, unguarded
+upserts, Core statements naming scoped models through ORM attributes).
+
 The listeners are registered once, on the ``Session`` class, the first time a model
 using ``SoftDeleteMixin`` or ``TenantMixin`` is declared; until then they cost nothing.
 Per-request values (the tenant id) are closure variables of the criteria lambda, which
@@ -23,8 +29,8 @@ from sqlalchemy import ColumnElement, event, false
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session, UOWTransaction, with_loader_criteria
 
-from sqla_repo import _references
-from sqla_repo.context import tenant_scope
+from sqla_repo import _references, _scoping
+from sqla_repo.context import TenantScope, tenant_scope
 from sqla_repo.exceptions import TenantMismatchError, TenantRequiredError
 from sqla_repo.mixins.soft_delete import SoftDeleteMixin
 from sqla_repo.mixins.tenant import TenantMixin
@@ -63,6 +69,7 @@ def register(*, soft_delete: bool = False, tenant: bool = False) -> None:
             event.listen(Session, "before_flush", _on_before_flush)
             # New mappers, relationships or backrefs change what a write can reference.
             event.listen(Mapper, "after_configured", _references.forget)
+            event.listen(Mapper, "after_configured", _scoping.forget)
             _enabled["listeners"] = True
 
 
@@ -96,54 +103,150 @@ def _on_execute(state: ORMExecuteState) -> None:
         return
     is_insert = state.is_insert
     if not (state.is_select or state.is_update or state.is_delete or is_insert):
-        return
-    options: list[Any] = []
-    if (
-        _enabled["soft_delete"]
-        and not is_insert
-        and not state.execution_options.get(INCLUDE_DELETED, False)
-    ):
-        options.append(_NOT_DELETED)
-    if _enabled["tenant"]:
-        tenant_option = _tenant_option(state)
-        if tenant_option is not None:
-            options.append(tenant_option)
-    if options and not is_insert:
-        state.statement = state.statement.options(*options)
-
-
-def _tenant_option(state: ORMExecuteState) -> Any:
-    """Return the tenant criteria option for *state*, or raise when no tenant is set."""
+        return  # text() and other statements: out of reach (see the docs)
     scope = tenant_scope()
-    if scope.all_tenants:
-        return None
-    if scope.tenant is None:
-        mappers = [*state.all_mappers]
-        if state.bind_mapper is not None:
-            mappers.append(state.bind_mapper)  # select(func.count()).select_from(M)
-        model = _tenant_mapper(mappers)
-        if model is not None:
-            raise TenantRequiredError(model=model)
-        return _NO_TENANT
-    if state.is_insert:
-        _check_insert_parameters(state, scope.tenant)
-        return None
-    tenant_id = scope.tenant
+    if is_insert:
+        _check_insert(state, scope)
+        return
+    soft = _enabled["soft_delete"] and not state.execution_options.get(INCLUDE_DELETED, False)
+    if not state.is_orm_statement:
+        _scope_core(state, scope, soft=soft)
+        return
+    options: list[Any] = [_NOT_DELETED] if soft else []
+    tenant_id: str | None = None
+    if _enabled["tenant"] and not scope.all_tenants:
+        tenant_id = scope.tenant
+        if tenant_id is None:
+            _require_tenant(state)
+            options.append(_NO_TENANT)
+        else:
+            options.append(_tenant_criteria(tenant_id))
+    statement = state.statement
+    if state.is_update or state.is_delete:
+        statement = _scope_orm_dml(state, tenant_id, soft=soft)
+    if options:
+        statement = statement.options(*options)
+    state.statement = statement
+
+
+def _tenant_criteria(tenant_id: str) -> Any:
     return with_loader_criteria(
         TenantMixin, lambda cls: cls.tenant_id == tenant_id, include_aliases=True
     )
 
 
-def _check_insert_parameters(state: ORMExecuteState, tenant_id: str) -> None:
-    model = _tenant_mapper(state.all_mappers)
-    if model is None:
+def _require_tenant(state: ORMExecuteState) -> None:
+    """Raise when a statement run with no tenant set reads or writes a tenant model."""
+    mappers = [*state.all_mappers]
+    if state.bind_mapper is not None:
+        mappers.append(state.bind_mapper)  # select(func.count()).select_from(M)
+    model = _tenant_mapper(mappers) or _scoping.required_tenant_model(state.statement)
+    if model is not None:
+        raise TenantRequiredError(model=model)
+
+
+def _scope_orm_dml(state: ORMExecuteState, tenant_id: str | None, *, soft: bool) -> Any:
+    """Check and complete an ORM UPDATE or DELETE beyond what loader criteria do."""
+    statement: Any = state.statement
+    mapper = state.bind_mapper
+    if mapper is None:
+        return statement
+    cls = mapper.class_
+    tenant_model = tenant_id is not None and issubclass(cls, TenantMixin)
+    if state.is_update and tenant_id is not None and tenant_model:
+        _scoping.check_written_tenant(statement, state.parameters, tenant_id, cls, allow_none=False)
+    if state.is_update and isinstance(state.parameters, list):
+        # ORM bulk UPDATE by primary key ignores loader criteria: give it explicit WHERE
+        # criteria. SQLAlchemy cannot synchronise loaded objects for such a statement.
+        criteria = _scoping.bulk_criteria(mapper, tenant_id, soft=soft)
+        if criteria:
+            statement = statement.where(*criteria).execution_options(synchronize_session=False)
+    if mapper.inherits is None:
+        return statement
+    criteria_tables = []
+    if tenant_model:
+        criteria_tables.append(_scoping.tenant_column_table(mapper, "tenant_id"))
+    if soft and issubclass(cls, SoftDeleteMixin):
+        criteria_tables.append(_scoping.tenant_column_table(mapper, "deleted_at"))
+    dialect = state.session.get_bind(mapper=mapper).dialect.name
+    return _scoping.correlate_inherited(
+        statement, mapper, [t for t in criteria_tables if t is not None], dialect
+    )
+
+
+def _scope_core(state: ORMExecuteState, scope: TenantScope, *, soft: bool) -> None:
+    """Scope a Core SELECT, UPDATE or DELETE (on ``Table`` objects) run through a session."""
+    statement: Any = state.statement
+    tenant_on = _enabled["tenant"] and not scope.all_tenants
+    if tenant_on and scope.tenant is None:
+        model = _scoping.required_tenant_model(statement)
+        if model is not None:
+            raise TenantRequiredError(model=model)
         return
-    params = state.parameters
-    rows: Iterable[Any] = params if isinstance(params, list) else [params or {}]
-    for row in rows:
-        value = row.get("tenant_id")
-        if value is not None and value != tenant_id:
-            raise TenantMismatchError(model=model)
+    model = _scoping.unfiltered_orm_model(statement, tenant=tenant_on, soft_delete=soft)
+    if model is not None:
+        msg = (
+            "A Core statement reads a scoped model through its attributes, where no "
+            "criteria apply; select an ORM entity or attribute at the top level instead."
+        )
+        raise _scoping.unscoped(model, msg)
+    if not tenant_on or state.is_select or scope.tenant is None:
+        return  # Core SELECTs of Table objects are not scoped (see the docs)
+    table = _scoping.table_of(statement.table)
+    mapper = _scoping.tenant_tables().get(table)  # type: ignore[arg-type]
+    if table is None or mapper is None:
+        return
+    model = mapper.class_
+    if state.is_update:
+        _scoping.check_written_tenant(
+            statement, state.parameters, scope.tenant, model, allow_none=False
+        )
+    criterion = _scoping.core_criteria(table, scope.tenant)
+    if criterion is None:
+        msg = "This statement on a tenant-scoped table cannot be scoped to the tenant."
+        raise _scoping.unscoped(model, msg)
+    state.statement = statement.where(criterion)
+
+
+def _check_insert(state: ORMExecuteState, scope: TenantScope) -> None:
+    """Check the tenant an INSERT writes; refuse INSERTs fed by SELECTs of scoped models."""
+    statement: Any = state.statement
+    if _enabled["tenant"] and not scope.all_tenants and scope.tenant is None:
+        required = _scoping.required_tenant_model(statement)
+        if required is not None:
+            raise TenantRequiredError(model=required)
+    if not scope.all_tenants:
+        source = _scoping.insert_source_model(statement)
+        if source is not None:
+            msg = (
+                "An INSERT fed by a SELECT of a tenant-scoped or soft-delete model "
+                "is only allowed inside all_tenants()."
+            )
+            raise _scoping.unscoped(source, msg)
+    if _enabled["tenant"] and not scope.all_tenants and scope.tenant is not None:
+        _check_inserted_tenant(state, scope.tenant)
+    soft = _enabled["soft_delete"] and not state.execution_options.get(INCLUDE_DELETED, False)
+    target = state.bind_mapper or _scoping.scoped_mapper(_scoping.table_of(statement.table))
+    if target is not None and (soft or (_enabled["tenant"] and not scope.all_tenants)):
+        tenant_id = None if scope.all_tenants else scope.tenant
+        _scoping.check_conflict_branch(statement, target.class_, tenant_id, soft=soft)
+
+
+def _check_inserted_tenant(state: ORMExecuteState, tenant_id: str) -> None:
+    """Refuse an INSERT that names another tenant (or cannot be checked)."""
+    statement: Any = state.statement
+    table = _scoping.table_of(statement.table)
+    mapper = _scoping.tenant_tables().get(table)  # type: ignore[arg-type]
+    if table is None or mapper is None:
+        return
+    if state.is_orm_statement and state.bind_mapper is not None:
+        mapper = state.bind_mapper
+    elif "tenant_id" not in table.c:
+        msg = "A Core INSERT into a joined subclass table cannot be scoped to the tenant."
+        raise _scoping.unscoped(mapper.class_, msg)
+    _scoping.check_written_tenant(
+        statement, state.parameters, tenant_id, mapper.class_, allow_none=True
+    )
 
 
 def _on_before_flush(session: Session, _ctx: UOWTransaction, instances: object) -> None:

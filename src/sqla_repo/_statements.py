@@ -10,7 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, exists, func, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper
 from sqlalchemy.sql import Join
@@ -36,6 +47,7 @@ __all__ = [
 ]
 
 _MANAGED = frozenset({"version"})
+_EAGER = frozenset({"joined", "selectin", "subquery", "immediate"})
 
 
 class ModelInfo:
@@ -44,12 +56,17 @@ class ModelInfo:
     __slots__ = (
         "column_keys",
         "columns",
+        "delete_tables",
+        "eager_keys",
+        "joined",
+        "joined_collections",
         "mapper",
         "model",
         "pk_attrs",
         "pk_columns",
         "pk_keys",
         "relationship_keys",
+        "single_criterion",
         "soft_delete",
         "table",
         "tenant",
@@ -74,10 +91,23 @@ class ModelInfo:
         self.column_keys = frozenset(p.key for p in mapper.column_attrs)
         self.columns = {p.key: p.columns[0] for p in mapper.column_attrs}
         self.relationship_keys = frozenset(r.key for r in mapper.relationships)
+        # Relationships the mapper loads with the row (``lazy="joined"``/``"selectin"``…):
+        # a returned object must have them loaded, or touching one needs lazy IO.
+        self.eager_keys = frozenset(r.key for r in mapper.relationships if r.lazy in _EAGER)
+        # A joined eager collection repeats the entity row: results need ``unique()`` and
+        # cannot be streamed with ``yield_per``.
+        self.joined_collections = tuple(
+            r for r in mapper.relationships if r.lazy == "joined" and r.uselist
+        )
         self.soft_delete = issubclass(model, SoftDeleteMixin)
         self.tenant = issubclass(model, TenantMixin)
         self.versioned = issubclass(model, VersionMixin) and mapper.version_id_col is not None
         self.writable_keys = self.column_keys - _MANAGED if self.versioned else self.column_keys
+        # Single-table inheritance: the discriminator test a subclass's rows must pass.
+        self.single_criterion = _discriminator_criterion(mapper)
+        # Joined-table inheritance: a row of this class spans several tables.
+        self.joined = len(mapper.tables) > 1
+        self.delete_tables = _hierarchy_tables(mapper)
 
     @property
     def single_int_autoincrement_pk(self) -> bool:
@@ -143,6 +173,39 @@ class ModelInfo:
             )
 
 
+def _discriminator_criterion(mapper: Mapper[Any]) -> ColumnElement[bool] | None:
+    """``kind IN (identities of the class and its subclasses)`` for a single-table subclass.
+
+    Built on the plain table column: the hooks refuse Core statements that name ORM
+    attributes, since no loader criteria reach them.
+    """
+    column = mapper.polymorphic_on
+    if not mapper.single or mapper.inherits is None or column is None:
+        return None
+    identities = [m.polymorphic_identity for m in mapper.self_and_descendants]
+    # Plain comparisons rather than an expanding IN: executemany cannot expand a list.
+    return or_(*(column == identity for identity in identities))
+
+
+def _depth(mapper: Mapper[Any]) -> int:
+    return sum(1 for _ in mapper.iterate_to_root())
+
+
+def _hierarchy_tables(mapper: Mapper[Any]) -> tuple[tuple[Table, Mapper[Any]], ...]:
+    """Every table a row of *mapper*'s class (or of a joined subclass) may occupy.
+
+    Each table comes with the mapper it is local to, deepest first: the order in which
+    a whole polymorphic row is deleted (rows referencing the base row go first).
+    """
+    owners: dict[Table, Mapper[Any]] = {}
+    for m in (*mapper.iterate_to_root(), *mapper.self_and_descendants):
+        table = m.local_table
+        if isinstance(table, Table) and (table not in owners or _depth(m) < _depth(owners[table])):
+            owners[table] = m
+    ordered = sorted(owners.items(), key=lambda item: -_depth(item[1]))
+    return tuple(ordered)
+
+
 def pk_criterion(info: ModelInfo, ident: Any) -> ColumnElement[bool]:
     """Return ``pk == ident`` for a scalar or composite identity."""
     values = info.identity(ident)
@@ -196,17 +259,24 @@ def update_values(info: ModelInfo, values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def guard_criteria(info: ModelInfo, *, include_deleted: bool = False) -> list[ColumnElement[bool]]:
-    """Soft-delete and tenant predicates for Core statements that bypass the ORM hooks."""
-    table = info.table
+    """Soft-delete, tenant and discriminator predicates for statements that bypass the hooks.
+
+    The columns are the mapped ones: for a joined subclass they may live on a base table,
+    so only statements over the whole class (or a single table) use these.
+    """
+    columns = info.columns
     out: list[ColumnElement[bool]] = []
     if info.soft_delete and not include_deleted:
-        out.append(table.c.deleted_at.is_(None))
+        out.append(columns["deleted_at"].is_(None))
     if info.tenant:
         scope = tenant_scope()
         if not scope.all_tenants:
             if scope.tenant is None:
                 raise TenantRequiredError(model=info.model)
-            out.append(table.c.tenant_id == scope.tenant)
+            out.append(columns["tenant_id"] == scope.tenant)
+    if info.single_criterion is not None:
+        # A single-table subclass sees only rows of its own polymorphic identities.
+        out.append(info.single_criterion)
     return out
 
 

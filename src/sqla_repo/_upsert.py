@@ -11,15 +11,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, case
+from sqlalchemy import and_, case, literal_column
+from sqlalchemy.sql.expression import BindParameter
+from sqlalchemy.sql.visitors import replacement_traverse
 
 from sqla_repo._statements import ModelInfo, guard_criteria
+from sqla_repo.context import tenant_scope
 from sqla_repo.exceptions import RepositoryError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-__all__ = ["update_keys", "upsert_statement"]
+_NO_OPTIONS: dict[str, Any] = {}
+
+__all__ = ["binds_after_values", "update_keys", "upsert_statement"]
 
 _NEVER_UPDATED = frozenset({"created_at", "created_by", "tenant_id", "version", "deleted_at"})
 
@@ -55,6 +60,39 @@ def update_keys(
     return keys
 
 
+def _inline(condition: Any, dialect: Any) -> Any:
+    """*condition* with its bound values (discriminator identities) written as literals.
+
+    The MySQL drivers run a multi-row ``INSERT … ON DUPLICATE KEY UPDATE`` by rewriting
+    its ``VALUES`` list, and cannot bind parameters that follow it (see
+    :func:`binds_after_values`). The identities come from the mappers, not from input;
+    they are quoted by the dialect's literal processor. A value it cannot render, or one
+    holding ``%`` (which the driver would read as a placeholder in one path and not the
+    other), refuses the upsert.
+    """
+
+    def literal(element: Any, **_kw: Any) -> Any:
+        if not isinstance(element, BindParameter):
+            return None
+        processor = element.type.literal_processor(dialect)
+        value = element.effective_value
+        if processor is None or "%" in str(value):
+            msg = "upsert cannot guard this value on MySQL/MariaDB"
+            raise RepositoryError(msg)
+        return literal_column(processor(value), element.type)
+
+    return replacement_traverse(condition, _NO_OPTIONS, literal)
+
+
+def binds_after_values(info: ModelInfo) -> bool:
+    """Whether the MySQL upsert's UPDATE clause binds a parameter (the tenant id).
+
+    The MySQL drivers' ``executemany`` rewrites the ``VALUES`` list of such a statement
+    and cannot bind it, so those rows are sent one statement each.
+    """
+    return info.tenant and not tenant_scope().all_tenants
+
+
 def upsert_statement(
     dialect_name: str,
     info: ModelInfo,
@@ -83,6 +121,9 @@ def upsert_statement(
         )
     if dialect_name in {"mysql", "mariadb"}:
         stmt = mysql.insert(info.model)
+        if info.single_criterion is not None:
+            single = _inline(info.single_criterion, mysql.dialect())
+            guard = [c for c in guard if c is not info.single_criterion] + [single]
         condition = and_(*guard) if guard else None
 
         def guarded(new: Any, old: Any) -> Any:
