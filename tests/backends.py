@@ -38,7 +38,13 @@ DEFAULT_URLS = {
 CAPABILITIES: dict[str, frozenset[str]] = {
     "sqlite": frozenset({"returning"}),
     "postgresql": frozenset(
-        {"returning", "concurrent_writers", "transactional_ddl", "unicode_case_folding"}
+        {
+            "returning",
+            "concurrent_writers",
+            "transactional_ddl",
+            "unicode_case_folding",
+            "row_level_security",
+        }
     ),
     "mariadb": frozenset({"concurrent_writers", "unicode_case_folding"}),
 }
