@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import random
 import secrets
 from collections.abc import AsyncIterator
 
@@ -10,7 +12,18 @@ import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, event, select, text
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    event,
+    make_url,
+    select,
+    text,
+)
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -26,6 +39,7 @@ import backends
 from sqla_repo import IntegerPKMixin, TenantMixin, all_tenants, rls, tenant
 from sqla_repo.exceptions import ConfigurationError
 from sqla_repo.repository import BaseRepository
+from sqla_repo.routing import transaction_pooling_options
 
 
 class RlsBase(DeclarativeBase):
@@ -561,3 +575,68 @@ async def test_policy_ddl_runs_on_a_schema_qualified_table(requires, admin: Asyn
             == 0
         )
         await transaction.rollback()
+
+
+# -- behind PgBouncer's transaction pooling ----------------------------------------------
+#
+# Consecutive transactions of one client connection run on different server connections,
+# and one server connection serves many clients in turn. The tenant setting is
+# transaction-local, so no transaction may ever see another one's tenant.
+
+POOL_TENANTS = ("A", "B", "C", "D")
+POOL_TASKS = 16
+POOL_ROUNDS = 12
+
+
+def _pooled_engine(backend: backends.Backend, driver: str) -> AsyncEngine:
+    pooler = make_url(backends.env_url("pgbouncer"))
+    url = backend.url.set(drivername=f"postgresql+{driver}", host=pooler.host, port=pooler.port)
+    return create_async_engine(url, pool_size=4, max_overflow=0, **transaction_pooling_options(url))
+
+
+async def _seed_tenants(admin_engine: AsyncEngine) -> None:
+    async with admin_engine.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO rls_docs (tenant_id, title) VALUES (:t, :title)"),
+            [{"t": t, "title": f"{t}{i}"} for t in POOL_TENANTS for i in range(3)],
+        )
+
+
+@DRIVERS
+async def test_tenant_setting_never_crosses_transactions(backend, admin, role, driver):
+    """16 tasks × 12 transactions, random tenants, 4 client connections: no leak."""  # noqa: RUF002
+    await _seed_tenants(admin)
+    engine = _pooled_engine(backend, driver)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    seen: list[tuple[str, list[str]]] = []
+    bare: list[list[str]] = []
+
+    async def worker(seed: int) -> None:
+        rng = random.Random(seed)  # noqa: S311 - a test schedule
+        for _ in range(POOL_ROUNDS):
+            current = rng.choice(POOL_TENANTS)
+            if rng.random() < 0.25:
+                # A transaction outside any session sends no setting: a tenant left
+                # behind on the server connection by an earlier client would show here.
+                async with engine.begin() as conn:
+                    await conn.execute(text(f"SET LOCAL ROLE {role}"))
+                    bare.append(list(await conn.scalars(text("SELECT tenant_id FROM rls_docs"))))
+            with tenant(current):
+                async with sessions() as session, session.begin():
+                    # The pooler knows only its own user: act as the plain role inside
+                    # the transaction, which is what the policies are checked against.
+                    await session.execute(text(f"SET LOCAL ROLE {role}"))
+                    rows = await session.scalars(text("SELECT tenant_id FROM rls_docs"))
+                    seen.append((current, list(rows)))
+                    await asyncio.sleep(0)
+
+    try:
+        await asyncio.gather(*(worker(seed) for seed in range(POOL_TASKS)))
+    finally:
+        await engine.dispose()
+    assert len(seen) == POOL_TASKS * POOL_ROUNDS
+    assert bare
+    assert all(rows == [] for rows in bare)
+    for current, rows in seen:
+        assert rows == [current] * 3
+    assert len(await _admin_rows(admin)) == len(POOL_TENANTS) * 3
