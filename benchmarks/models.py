@@ -94,7 +94,8 @@ def build(table_name: str, *, competitors: bool = True) -> Models:
         score: Mapped[int] = mapped_column(Integer)
 
     class ItemRepository(BaseRepository[RepoItem]):  # type: ignore[valid-type]
-        pass
+        filterable_fields = ("status",)
+        sortable_fields = ("created_at",)
 
     class ItemRepositoryWithoutSavepoints(ItemRepository):
         use_savepoints = False

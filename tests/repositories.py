@@ -7,6 +7,7 @@ from typing import TypeVar
 from sqlalchemy.orm import selectinload
 
 from models import Document, Post, Product, Ticket, User, Widget
+from sqla_repo import ALL_COLUMNS
 from sqla_repo.pagination import SearchResult
 from sqla_repo.repository import BaseRepository
 
@@ -54,6 +55,7 @@ class UserRepository(AppRepository[User]):
 
 class PostRepository(BaseRepository[Post]):
     filterable_fields = ("title", "author_id", "author.email")
+    sortable_fields = ALL_COLUMNS
 
 
 class ProductRepository(BaseRepository[Product]):
@@ -61,7 +63,8 @@ class ProductRepository(BaseRepository[Product]):
 
 
 class DocumentRepository(BaseRepository[Document]):
-    pass
+    filterable_fields = ALL_COLUMNS
+    sortable_fields = ALL_COLUMNS
 
 
 class TicketRepository(BaseRepository[Ticket]):

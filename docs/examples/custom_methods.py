@@ -43,13 +43,13 @@ class AppRepository(BaseRepository[T]):
 
 
 # --8<-- [end:base]
-
-
 # --8<-- [start:methods]
 class ArticleRepository(AppRepository[Article]):
     async def most_read(self, *, limit: int = 3) -> list[Article]:
         return await self.list(
-            Article.status == "published", order_by=["-views"], limit=limit
+            Article.status == "published",
+            order_by=Article.views.desc(),
+            limit=limit,
         )
 
     async def by_author(self, name: str) -> list[Article]:
@@ -73,8 +73,6 @@ class ArticleRepository(AppRepository[Article]):
 
 
 # --8<-- [end:methods]
-
-
 # --8<-- [start:base-select]
 class FeedRepository(AppRepository[Article]):
     """Published articles only, each with its author loaded by the same query."""
@@ -88,12 +86,12 @@ class FeedRepository(AppRepository[Article]):
         )
 
     async def page(self, *, offset: int = 0) -> SearchResult[Article]:
-        return await self.search(order_by=["-views"], limit=2, offset=offset)
+        return await self.search(
+            order_by=Article.views.desc(), limit=2, offset=offset
+        )
 
 
 # --8<-- [end:base-select]
-
-
 async def main() -> None:
     engine = create_async_engine("sqlite+aiosqlite:///:memory:")
     async with engine.begin() as conn:

@@ -32,11 +32,12 @@ from sqla_repo.exceptions import (
     NotFoundError,
     NotNullViolationError,
     RepositoryError,
+    StatementTimeoutError,
     TenantMismatchError,
     TenantRequiredError,
     UniqueViolationError,
 )
-from sqla_repo.filters import SortKey, compile_filters, compile_order_by
+from sqla_repo.filters import ALL_COLUMNS, SortKey, compile_filters, compile_order_by
 from sqla_repo.mixins import (
     AuditColumnsMixin,
     IntegerPKMixin,
@@ -57,6 +58,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "ALL_COLUMNS",
     "NAMING_CONVENTION",
     "AuditColumnsMixin",
     "AuditedBase",
@@ -79,6 +81,7 @@ __all__ = [
     "SearchResult",
     "SoftDeleteMixin",
     "SortKey",
+    "StatementTimeoutError",
     "TenantMismatchError",
     "TenantMixin",
     "TenantRequiredError",

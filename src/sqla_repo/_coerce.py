@@ -5,8 +5,15 @@ client-safe reason code and message; ``sqla_repo.filters`` turns it into an
 ``InvalidFilterError`` that also names the field and the operator.
 
 Values are checked against what every supported backend accepts, so a value that passes
-never makes the driver fail: integers fit the column's width, numbers are finite,
-strings contain no NUL character and encode as UTF-8, datetimes stay in range.
+never makes the driver fail and is never changed on its way to the database: integers
+fit the column's width; numbers are finite and, for a ``Numeric(p, s)`` column, have at
+most ``p - s`` integer digits and ``s`` decimal places (``Numeric(p)`` has scale 0: asyncpg
+casts the parameter to the column's type, which would round ``1.5`` to ``2``);
+single-precision floats stay in the float32 range; strings contain no NUL character,
+encode as UTF-8 and fit the column's MySQL/MariaDB character set (``utf8mb3`` holds no
+character beyond U+FFFF); datetimes stay in range; UUIDs are ones MariaDB's native
+``UUID`` type can hold. The checks are the same on every backend (the union of what any
+of them refuses), so a filter accepted on one backend is accepted on all.
 """
 
 from __future__ import annotations
@@ -22,10 +29,21 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import types as sqltypes
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from sqla_repo.exceptions import InvalidValueError
 
-__all__ = ["UNSUPPORTED", "CoercionError", "coerce", "is_text", "python_type", "unwrap"]
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+__all__ = [
+    "UNSUPPORTED",
+    "CoercionError",
+    "check_value",
+    "check_values",
+    "coerce",
+    "is_text",
+    "python_type",
+    "unwrap",
+]
 
 UTC = dt.timezone.utc
 
@@ -36,6 +54,12 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _NUMBER_CHARS = 100  # longer numeric strings are rejected before parsing them
 _MAX_DIGITS = 38  # DECIMAL(38) is what every backend compares without loss or error
+_FLOAT32_MAX = 3.4028234663852886e38  # the largest finite single-precision float
+_SINGLE_PRECISION = 24  # Float(precision) up to 24 binary digits is a float32 column
+# MySQL/MariaDB character sets that hold fewer characters than Unicode, and the Python
+# codec that encodes exactly the characters each holds.
+_CHARSET_CODECS = {"utf8mb3": "utf-8", "utf8": "utf-8", "latin1": "cp1252", "ascii": "ascii"}
+_BMP_ONLY = frozenset({"utf8mb3", "utf8"})
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 
@@ -108,6 +132,8 @@ def coerce(value: object, type_: sqltypes.TypeEngine[Any], *, max_length: int | 
         return _to_enum(value, target)
     inner = unwrap(type_)
     result = _COERCERS[target](value, inner)
+    if target is str:
+        _check_charset(result, type_)
     if target is uuid.UUID and isinstance(inner, sqltypes.Uuid) and not inner.as_uuid:
         return str(result)
     return result
@@ -131,6 +157,50 @@ def _to_str(value: object, inner: sqltypes.TypeEngine[Any]) -> str:
     if isinstance(inner, sqltypes.Enum) and value not in inner.enums:
         raise _invalid(expected="choice")
     return value
+
+
+def _charsets(type_: sqltypes.TypeEngine[Any]) -> set[str]:
+    """The MySQL/MariaDB character sets *type_* declares, by charset or collation name.
+
+    Read from the type itself and from its ``with_variant()`` types for MySQL/MariaDB.
+    A charset set on the table or the database is not visible here; the server's
+    "illegal mix of collations" error is translated for those.
+    """
+    found: set[str] = set()
+    candidates = [type_, unwrap(type_)]
+    for candidate in list(candidates):
+        mapping = getattr(candidate, "_variant_mapping", None) or {}
+        candidates += [mapping[name] for name in ("mysql", "mariadb") if name in mapping]
+    for candidate in candidates:
+        inner = unwrap(candidate)
+        charset = getattr(inner, "charset", None)
+        collation = getattr(inner, "collation", None)
+        if isinstance(charset, str):
+            found.add(charset.lower())
+        if isinstance(collation, str):
+            found.add(collation.lower().split("_", 1)[0])
+    return found
+
+
+def _check_charset(value: str, type_: sqltypes.TypeEngine[Any]) -> None:
+    """Refuse text a column's MySQL/MariaDB character set cannot hold.
+
+    MariaDB compares such a column with the value in the column's character set, and a
+    character it lacks (a 4-byte emoji for ``utf8mb3``) fails the statement with
+    "illegal mix of collations"; refusing it keeps every backend alike.
+    """
+    for charset in _charsets(type_):
+        codec = _CHARSET_CODECS.get(charset)
+        if codec is None:
+            continue
+        if charset in _BMP_ONLY and any(ord(c) > 0xFFFF for c in value):  # noqa: PLR2004
+            msg = "The value contains a character this field cannot hold."
+            raise CoercionError(reason="invalid_value", message=msg)
+        try:
+            value.encode(codec)
+        except UnicodeEncodeError:
+            msg = "The value contains a character this field cannot hold."
+            raise CoercionError(reason="invalid_value", message=msg) from None
 
 
 def _to_bool(value: object, _inner: sqltypes.TypeEngine[Any]) -> bool:
@@ -184,6 +254,8 @@ def _to_decimal(value: object, inner: sqltypes.TypeEngine[Any]) -> Decimal:
         raise CoercionError(reason="out_of_range", message=msg)
     precision = getattr(inner, "precision", None)
     scale = getattr(inner, "scale", None)
+    if scale is None and isinstance(precision, int) and not isinstance(inner, sqltypes.Float):
+        scale = 0  # NUMERIC(p) is NUMERIC(p, 0) on PostgreSQL and MySQL/MariaDB
     if isinstance(inner, sqltypes.Numeric) and isinstance(scale, int):
         # Drivers may cast the parameter to the column's NUMERIC(p, s) (asyncpg does),
         # which would round it or overflow: only values the column can hold are exact.
@@ -212,16 +284,32 @@ def _decimal_of(value: object) -> Decimal | None:
     return None
 
 
-def _to_float(value: object, _inner: sqltypes.TypeEngine[Any]) -> float:
+def _single_precision(inner: sqltypes.TypeEngine[Any]) -> bool:
+    """Whether *inner* is a float32 column (``REAL``, ``Float(precision<=24)``)."""
+    if isinstance(inner, sqltypes.REAL):
+        return True
+    precision = getattr(inner, "precision", None)
+    return (
+        isinstance(inner, sqltypes.Float)
+        and isinstance(precision, int)
+        and precision <= _SINGLE_PRECISION
+    )
+
+
+def _to_float(value: object, inner: sqltypes.TypeEngine[Any]) -> float:
+    # NaN and infinity: PostgreSQL and SQLite accept them, MySQL/MariaDB cannot bind them.
     if isinstance(value, float):
         if not math.isfinite(value):
             raise _invalid(expected="finite number")
-        return value
-    number = _decimal_of(value)
-    if number is None or not number.is_finite():
-        raise _invalid(expected="finite number")
-    result = float(number)
-    if math.isinf(result):
+        result = value
+    else:
+        number = _decimal_of(value)
+        if number is None or not number.is_finite():
+            raise _invalid(expected="finite number")
+        result = float(number)
+    # asyncpg encodes a float4 parameter itself and refuses one beyond the float32 range.
+    bound = _FLOAT32_MAX if _single_precision(inner) else math.inf
+    if not -bound <= result <= bound or math.isinf(result):
         msg = "The number is out of range for this field."
         raise CoercionError(reason="out_of_range", message=msg)
     return result
@@ -284,14 +372,19 @@ def _to_time(value: object, _inner: sqltypes.TypeEngine[Any]) -> dt.time:
 
 
 def _to_uuid(value: object, _inner: sqltypes.TypeEngine[Any]) -> uuid.UUID:
+    result: uuid.UUID | None = None
     if isinstance(value, uuid.UUID):
-        return value
-    if isinstance(value, str):
-        try:
-            return uuid.UUID(value.strip())
-        except ValueError:
-            pass
-    raise _invalid(expected="UUID")
+        result = value
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            result = uuid.UUID(value.strip())
+    if result is None:
+        raise _invalid(expected="UUID")
+    if result.bytes[6] >= 0x80 and result.bytes[8] < 0x80:  # noqa: PLR2004
+        # Version 8-15 with the NCS variant (0xxx): MariaDB's native UUID type refuses it
+        # (a comparison then matches NULL, silently); no RFC 9562 UUID looks like this.
+        raise _invalid(expected="UUID (RFC 9562 variant)")
+    return result
 
 
 def _to_enum(value: object, enum_class: type[enum.Enum]) -> enum.Enum:
@@ -324,4 +417,149 @@ _COERCERS: dict[type[Any], Callable[[Any, sqltypes.TypeEngine[Any]], Any]] = {
     dt.date: _to_date,
     dt.time: _to_time,
     uuid.UUID: _to_uuid,
+}
+
+
+# -- written values ----------------------------------------------------------------------------
+
+_JSON_DEPTH = 64  # deeper documents are refused rather than walked
+
+
+def check_value(value: object, type_: sqltypes.TypeEngine[Any]) -> None:
+    """Refuse a value to be *written* to a column of *type_* that a backend would refuse or change.
+
+    Unlike [`coerce`][sqla_repo._coerce.coerce], nothing is converted: a value of the
+    column's Python type is checked against the column's domain on every backend (the
+    union of what any of them refuses or changes), and a value of another type is left
+    to the column type and the driver, whose errors are translated. Refused: integers
+    beyond the column's width; numbers that are not finite, beyond a ``Numeric``
+    column's precision or with more decimal places than its scale (PostgreSQL and
+    MariaDB would round them, SQLite would store them as given); floats beyond float32
+    range for a single-precision column; strings longer than the column, holding a NUL
+    character, a lone surrogate or a character the column's MySQL/MariaDB character set
+    lacks; enum values that are not members (SQLite would store them, and every later
+    read of the row would fail); aware datetimes for a column without time zone
+    (PostgreSQL refuses them, MariaDB and SQLite would drop the offset); UUIDs MariaDB's
+    ``UUID`` type refuses; JSON documents holding NaN, infinity, NUL or lone surrogates.
+
+    Raises:
+        CoercionError: The value is one the column cannot hold on some backend.
+    """
+    if value is None:
+        return
+    inner = unwrap(type_)
+    if isinstance(inner, sqltypes.JSON):
+        _check_json(value, 0)
+        return
+    target = python_type(type_)
+    if target is UNSUPPORTED:
+        return
+    if isinstance(inner, sqltypes.Enum):
+        members = inner.enum_class
+        if (members is not None and isinstance(value, members)) or (
+            isinstance(value, str) and value in inner.enums
+        ):
+            return
+        raise _invalid(expected="choice")
+    checker = _WRITE_CHECKS.get(target)
+    if checker is not None:
+        checker(value, type_, inner)
+
+
+def check_values(
+    columns: Mapping[str, Any], values: Mapping[str, Any], *, model: type[Any] | None = None
+) -> None:
+    """Check every written value of *values* whose key names a column of *columns*.
+
+    Args:
+        columns: Column objects (anything with a ``type``) by attribute key.
+        values: The values to write, by attribute key; other keys are ignored.
+        model: The mapped class, named in the error.
+
+    Raises:
+        InvalidValueError: A value the column cannot hold on some backend; ``detail``
+            names the ``field`` and the ``reason``, never the value.
+    """
+    for key, value in values.items():
+        column = columns.get(key)
+        if column is None or value is None:
+            continue
+        try:
+            check_value(value, column.type)
+        except CoercionError as exc:
+            raise InvalidValueError(
+                exc.message, model=model, detail={"field": key, "reason": exc.reason}
+            ) from None
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
+
+
+def _check_text(value: object, type_: sqltypes.TypeEngine[Any], inner: Any) -> None:
+    if not isinstance(value, str):
+        return
+    _to_str(value, inner)
+    length = getattr(inner, "length", None)
+    if isinstance(length, int) and len(value) > length:
+        msg = f"The value is longer than {length} characters."
+        raise CoercionError(reason="value_too_long", message=msg)
+    _check_charset(value, type_)
+
+
+def _check_int(value: object, _type: sqltypes.TypeEngine[Any], inner: Any) -> None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        _to_int(value, inner)
+
+
+def _check_decimal(value: object, _type: sqltypes.TypeEngine[Any], inner: Any) -> None:
+    if _is_number(value):
+        _to_decimal(value, inner)
+
+
+def _check_float(value: object, _type: sqltypes.TypeEngine[Any], inner: Any) -> None:
+    if _is_number(value):
+        _to_float(value, inner)
+
+
+def _check_datetime(value: object, _type: sqltypes.TypeEngine[Any], inner: Any) -> None:
+    if (
+        isinstance(value, dt.datetime)
+        and value.tzinfo is not None
+        and not getattr(inner, "timezone", False)
+    ):
+        msg = "The datetime has a time zone; this field stores none."
+        raise CoercionError(reason="invalid_value", message=msg)
+
+
+def _check_uuid(value: object, _type: sqltypes.TypeEngine[Any], inner: Any) -> None:
+    if isinstance(value, uuid.UUID):
+        _to_uuid(value, inner)
+
+
+def _check_json(value: object, depth: int) -> None:
+    if depth > _JSON_DEPTH:
+        raise CoercionError(reason="invalid_value", message="The document is nested too deeply.")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CoercionError(reason="invalid_value", message="The document holds NaN or infinity.")
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise CoercionError(reason="invalid_value", message="The document holds NaN or infinity.")
+    if isinstance(value, str):
+        _to_str(value, sqltypes.NullType())
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_json(key, depth + 1)
+            _check_json(item, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_json(item, depth + 1)
+
+
+_WRITE_CHECKS: dict[type[Any], Callable[[object, sqltypes.TypeEngine[Any], Any], None]] = {
+    str: _check_text,
+    int: _check_int,
+    Decimal: _check_decimal,
+    float: _check_float,
+    dt.datetime: _check_datetime,
+    uuid.UUID: _check_uuid,
 }

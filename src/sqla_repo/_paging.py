@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from sqla_repo.exceptions import InvalidFilterError
 from sqla_repo.pagination import (
     CursorPage,
+    cursor_scope,
     cursor_spec,
     decode_cursor,
     encode_cursor,
@@ -34,8 +35,18 @@ async def keyset_page(
     limit: int,
     after: str | None,
     before: str | None,
+    repository: type[Any],
+    filters: object,
+    include_deleted: bool,
+    max_age: float | None,
 ) -> CursorPage[Any]:
-    """Fetch the page of *stmt* after (or before) a cursor, ordered by *keys*."""
+    """Fetch the page of *stmt* after (or before) a cursor, ordered by *keys*.
+
+    Cursors are bound to *model* and *keys*, and to the scope of *repository*, *filters*,
+    *include_deleted* and the tenant in force (see
+    [`cursor_scope`][sqla_repo.pagination.cursor_scope]); those older than *max_age*
+    seconds are refused.
+    """
     if after is not None and before is not None:
         raise InvalidFilterError(
             "give either after or before, not both",
@@ -43,15 +54,16 @@ async def keyset_page(
             detail={"field": "cursor", "reason": "both_cursors"},
         )
     spec = cursor_spec(model, keys)
+    scope = cursor_scope(repository, filters=filters, include_deleted=include_deleted)
     backward = before is not None
     cursor = before if backward else after
     if cursor is not None:
-        values = decode_cursor(cursor, spec=spec)
+        values = decode_cursor(cursor, spec=spec, scope=scope, max_age=max_age)
         stmt = stmt.where(keyset_predicate(keys, values, forward=not backward))
     order = [k.reversed() for k in keys] if backward else keys
     stmt = stmt.order_by(*(k.clause() for k in order)).limit(limit + 1)
     result = await session.scalars(stmt)
-    rows = list(result.unique().all() if stmt._with_options else result.all())  # noqa: SLF001
+    rows = list(result.unique().all())  # a joined eager collection repeats the entity
     more = len(rows) > limit
     items = rows[:limit]
     if backward:
@@ -60,10 +72,14 @@ async def keyset_page(
     else:
         has_next, has_previous = more, after is not None
     next_cursor = (
-        encode_cursor(row_values(items[-1], keys), spec=spec) if has_next and items else None
+        encode_cursor(row_values(items[-1], keys), spec=spec, scope=scope)
+        if has_next and items
+        else None
     )
     previous_cursor = (
-        encode_cursor(row_values(items[0], keys), spec=spec) if has_previous and items else None
+        encode_cursor(row_values(items[0], keys), spec=spec, scope=scope)
+        if has_previous and items
+        else None
     )
     return CursorPage(
         items=items,

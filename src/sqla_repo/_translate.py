@@ -6,12 +6,21 @@ drivers report SQLSTATE ``23000`` for every integrity error) and SQLite's extend
 result code. Message text is read only to recover a constraint or column *name* where
 the server reports no structured one, never to decide the class; the one exception is
 SQLite on Python 3.10, whose ``sqlite3`` module exposes no result code.
+
+Errors raised before the statement reaches the database are classified by their type:
+a ``StatementError`` raised while binding a value (the value could not be converted for
+its column), a ``UnicodeEncodeError`` from a driver encoding the statement, and a driver
+error refusing a bound non-finite float (MySQL drivers have no literal for NaN and
+infinity).
 """
 
 from __future__ import annotations
 
+import copy
+import math
 import re
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from sqlalchemy import exc as sa_exc
@@ -22,17 +31,19 @@ from sqla_repo.exceptions import (
     ConcurrencyError,
     ConflictError,
     ForeignKeyViolationError,
+    InvalidFilterError,
     InvalidValueError,
     NotNullViolationError,
     RepositoryError,
+    StatementTimeoutError,
     UniqueViolationError,
 )
-from sqla_repo.types import NaiveDatetimeError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from contextlib import AbstractContextManager
 
-__all__ = ["classify", "translate", "translate_errors"]
+__all__ = ["classify", "translate", "translate_errors", "translate_read_errors"]
 
 SQLSTATE_CLASSES: Final[dict[str, type[ConflictError]]] = {
     "23505": UniqueViolationError,  # unique_violation
@@ -217,19 +228,49 @@ TRANSIENT_SQLITE_CODES: Final = frozenset({5, 261, 517, 773})
 """SQLite ``SQLITE_BUSY`` and its extended codes ("database is locked")."""
 
 
-DATA_MYSQL_ERRNOS: Final = frozenset({1264, 1265, 1292, 1366, 1406, 1411, 3140})
-"""MySQL/MariaDB out of range, truncated, incorrect value, data too long, invalid JSON."""
+TIMEOUT_SQLSTATES: Final = frozenset({"57014"})
+"""PostgreSQL ``query_canceled``: ``statement_timeout`` (or a cancel request) stopped it."""
+
+TIMEOUT_MYSQL_ERRNOS: Final = frozenset({1969, 3024})
+"""MariaDB ``ER_STATEMENT_TIMEOUT`` (``max_statement_time``), MySQL ``ER_QUERY_TIMEOUT``."""
+
+DATA_MYSQL_ERRNOS: Final = frozenset(
+    {1264, 1265, 1267, 1270, 1271, 1292, 1300, 1366, 1406, 1411, 3140}
+)
+"""MySQL/MariaDB out of range, truncated, illegal mix of collations (a value the
+column's character set cannot hold), invalid character string, incorrect value, data
+too long, invalid JSON."""
+
+
+def _non_finite(params: object, depth: int = 0) -> bool:
+    """Whether the bound *params* (one row or several) hold a NaN or infinite number."""
+    if isinstance(params, float):
+        return not math.isfinite(params)
+    if isinstance(params, Decimal):
+        return not params.is_finite()
+    if depth < 2 and isinstance(params, (list, tuple, dict)):  # noqa: PLR2004 - rows of values
+        values = params.values() if isinstance(params, dict) else params
+        return any(_non_finite(value, depth + 1) for value in values)
+    return False
 
 
 def _data_error(error: sa_exc.DBAPIError, codes: _Codes) -> bool:
     # SQLSTATE class 22 (data exception); asyncpg reports client-side encoding failures
     # ("invalid input for query argument") as a DataError without a SQLSTATE.
+    no_code = codes.sqlstate is None and codes.errno is None and codes.sqlite_code is None
     return (
         (codes.sqlstate is not None and codes.sqlstate.startswith("22"))
         or codes.errno in DATA_MYSQL_ERRNOS
-        or (codes.sqlstate is None and codes.errno is None and isinstance(error, sa_exc.DataError))
+        or (no_code and isinstance(error, sa_exc.DataError))
         or type(error.orig).__name__ == "DataError"
+        or (_unrendered(codes) and _non_finite(error.params))
     )
+
+
+def _unrendered(codes: _Codes) -> bool:
+    # A MySQL driver refusing a NaN float (no code at all), or rendering a NaN or infinite
+    # Decimal as a bare word the server reads as a column name (errno 1054).
+    return codes.sqlstate in {None, "42S22"} and codes.errno in {None, 1054}
 
 
 def _transient(codes: _Codes) -> bool:
@@ -240,25 +281,88 @@ def _transient(codes: _Codes) -> bool:
     )
 
 
-def translate(error: BaseException, model: type[Any] | None = None) -> RepositoryError | None:
-    """Return the sqla_repo error for *error*, or ``None`` when it has no translation."""
+def _timed_out(codes: _Codes) -> bool:
+    return codes.sqlstate in TIMEOUT_SQLSTATES or codes.errno in TIMEOUT_MYSQL_ERRNOS
+
+
+_BIND_ERRORS: Final = (TypeError, ValueError, ArithmeticError, LookupError)
+"""What a type's bind processor raises for a value it cannot convert (``LookupError``:
+an ``Enum`` with ``validate_strings=True`` given a string that names no member)."""
+
+_ENCODING_ERRORS: Final = (UnicodeError, OverflowError)
+"""What a driver raises, unwrapped, for a parameter it cannot encode: a lone surrogate
+(asyncmy, sqlite3), an integer beyond 64 bits (sqlite3)."""
+
+
+def translate(
+    error: BaseException,
+    model: type[Any] | None = None,
+    *,
+    value_error: type[RepositoryError] = InvalidValueError,
+) -> RepositoryError | None:
+    """Return the sqla_repo error for *error*, or ``None`` when it has no translation.
+
+    Args:
+        error: The exception raised by SQLAlchemy or the driver.
+        model: The mapped class the operation was about.
+        value_error: The class for a value the database or a type refused:
+            ``InvalidValueError`` for writes, ``InvalidFilterError`` for reads.
+    """
     if isinstance(error, orm_exc.StaleDataError):
         return ConcurrencyError(model=model)
     if isinstance(error, sa_exc.DBAPIError):
-        codes = _codes(error)
-        if _transient(codes):
-            return ConcurrencyError(
-                "The transaction lost a race for a lock; retry it.",
-                model=model,
-                detail={"reason": "lock_conflict"},
-            )
-        cls = _classify(error, codes)
-        if cls is not None:
-            # A not-null violation names a column; the other classes name a constraint.
-            column = codes.column if issubclass(cls, NotNullViolationError) else None
-            return cls(model=model, constraint=codes.constraint, column=column)
-        if _data_error(error, codes):
-            return InvalidValueError(model=model, detail={"reason": "invalid_value"})
+        return _translate_dbapi(error, model, value_error)
+    if isinstance(error, (sa_exc.StatementError, *_ENCODING_ERRORS)):
+        return _translate_unsent(error, model, value_error)
+    return None
+
+
+def _translate_unsent(
+    error: BaseException, model: type[Any] | None, value_error: type[RepositoryError]
+) -> RepositoryError | None:
+    """Translate an error raised before the statement reached the database."""
+    if isinstance(error, _ENCODING_ERRORS):
+        return value_error(
+            "A value cannot be encoded for the database.",
+            model=model,
+            detail={"reason": "invalid_value"},
+        )
+    if not isinstance(error, sa_exc.StatementError):  # pragma: no cover - callers check
+        return None
+    # Raised while binding, by a type's bind processor.
+    orig = error.orig
+    if isinstance(orig, RepositoryError):
+        return copy.copy(orig)
+    if isinstance(orig, _BIND_ERRORS):
+        return value_error(
+            "A value cannot be converted for its column.",
+            model=model,
+            detail={"reason": "invalid_value"},
+        )
+    return None
+
+
+def _translate_dbapi(
+    error: sa_exc.DBAPIError, model: type[Any] | None, value_error: type[RepositoryError]
+) -> RepositoryError | None:
+    codes = _codes(error)
+    if _timed_out(codes):
+        return StatementTimeoutError(model=model, detail={"reason": "statement_timeout"})
+    if _transient(codes):
+        return ConcurrencyError(
+            "The transaction lost a race for a lock; retry it.",
+            model=model,
+            detail={"reason": "lock_conflict"},
+        )
+    cls = _classify(error, codes)
+    if cls is not None:
+        # A not-null violation names a column; the other classes name a constraint.
+        column = codes.column if issubclass(cls, NotNullViolationError) else None
+        return cls(model=model, constraint=codes.constraint, column=column)
+    if _data_error(error, codes):
+        return value_error(
+            InvalidValueError.default_message, model=model, detail={"reason": "invalid_value"}
+        )
     return None
 
 
@@ -268,19 +372,28 @@ def _savepoint_lost(error: BaseException) -> bool:
 
 
 @contextmanager
-def translate_errors(model: type[Any] | None = None) -> Iterator[None]:
-    """Re-raise integrity and stale-version errors as sqla_repo errors, chained.
+def translate_errors(
+    model: type[Any] | None = None, *, value_error: type[RepositoryError] = InvalidValueError
+) -> Iterator[None]:
+    """Re-raise database and binding errors as sqla_repo errors, chained.
 
-    A naive ``datetime`` bound to a [`UTCDateTime`][sqla_repo.types.UTCDateTime] column
-    reaches the caller as SQLAlchemy's ``StatementError``, whose message quotes the SQL
-    and its parameters; it is re-raised as a plain
-    [`NaiveDatetimeError`][sqla_repo.types.NaiveDatetimeError]. Other errors pass
-    through unchanged.
+    Translated: integrity violations, stale versions, lock conflicts, statement
+    timeouts, values the database refused, and errors raised while binding a value. An
+    error a type raised while binding (such as
+    [`NaiveDatetimeError`][sqla_repo.exceptions.NaiveDatetimeError]) reaches SQLAlchemy's
+    caller as a ``StatementError``, whose message quotes the SQL and its parameters; the
+    repository error inside it is re-raised as itself, chained from the
+    ``StatementError``. Other errors pass through unchanged.
+
+    Args:
+        model: The mapped class the operation is about.
+        value_error: The class for a refused value; reads pass
+            [`InvalidFilterError`][sqla_repo.exceptions.InvalidFilterError].
     """
     try:
         yield
-    except (sa_exc.DBAPIError, orm_exc.StaleDataError) as exc:
-        translated = translate(exc, model)
+    except (sa_exc.StatementError, orm_exc.StaleDataError, *_ENCODING_ERRORS) as exc:
+        translated = translate(exc, model, value_error=value_error)
         if translated is None and _savepoint_lost(exc):
             # MariaDB ends the whole transaction on a deadlock, so the ROLLBACK TO
             # SAVEPOINT that follows fails (errno 1305). The lock conflict that started
@@ -297,7 +410,12 @@ def translate_errors(model: type[Any] | None = None) -> Iterator[None]:
         if translated is None:
             raise
         raise translated from exc
-    except sa_exc.StatementError as exc:
-        if isinstance(exc.orig, NaiveDatetimeError):
-            raise NaiveDatetimeError(str(exc.orig)) from exc
-        raise
+
+
+def translate_read_errors(model: type[Any] | None = None) -> AbstractContextManager[None]:
+    """[`translate_errors`][sqla_repo._translate.translate_errors] for a read.
+
+    A value the database refuses in a read came from a filter, so it is an
+    [`InvalidFilterError`][sqla_repo.exceptions.InvalidFilterError].
+    """
+    return translate_errors(model, value_error=InvalidFilterError)

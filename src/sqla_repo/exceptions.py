@@ -10,8 +10,10 @@ RepositoryError                 model, detail, code
 ├── NotFoundError               no row with that identity (or not visible)
 ├── MultipleResultsFoundError   one row expected, several matched
 ├── InvalidFilterError          bad filter / sort / cursor / page size (also ValueError)
-├── InvalidValueError           the database refused a value (also ValueError)
+├── InvalidValueError           a value the column cannot hold (also ValueError)
+│   └── NaiveDatetimeError      a datetime without a time zone for an instant
 ├── ConcurrencyError            lost a race: stale version, deadlock, lock timeout
+├── StatementTimeoutError       the database cancelled a statement that ran too long
 ├── TenantRequiredError         tenant model touched with no tenant set
 ├── TenantMismatchError         a row written with another tenant's id
 └── ConflictError               integrity violation
@@ -41,9 +43,11 @@ __all__ = [
     "InvalidFilterError",
     "InvalidValueError",
     "MultipleResultsFoundError",
+    "NaiveDatetimeError",
     "NotFoundError",
     "NotNullViolationError",
     "RepositoryError",
+    "StatementTimeoutError",
     "TenantMismatchError",
     "TenantRequiredError",
     "UniqueViolationError",
@@ -136,10 +140,45 @@ class ConcurrencyError(RepositoryError):
 
 
 class InvalidValueError(RepositoryError, ValueError):
-    """The database refused a value: too long, out of range, or not of the column's type."""
+    """A value does not fit its column: too long, out of range, or not of the column's type.
+
+    Raised when the database refuses a written value, and when a value bound to a
+    statement cannot be converted for the column (text that is not valid Unicode, a
+    non-finite float where the backend has none).
+    """
 
     code = "invalid_value"
     default_message = "A value does not fit its column."
+
+
+class NaiveDatetimeError(InvalidValueError):
+    """A ``datetime`` without ``tzinfo`` was given where an instant in time is stored.
+
+    Raised by [`UTCDateTime`][sqla_repo.types.UTCDateTime] when the value is bound to a
+    statement (at flush, or when a statement compares the column with it), and by
+    [`ensure_utc`][sqla_repo.types.ensure_utc]. Repository methods raise it as itself,
+    never wrapped in SQLAlchemy's ``StatementError``.
+    """
+
+    code = "naive_datetime"
+    default_message = "A datetime has no time zone; give it one, e.g. UTC."
+
+
+class StatementTimeoutError(RepositoryError):
+    """The database cancelled a statement that ran longer than its statement timeout.
+
+    Translated from PostgreSQL's ``query_canceled`` (SQLSTATE ``57014``, raised by
+    ``statement_timeout``), MariaDB's ``ER_STATEMENT_TIMEOUT`` (1969, raised by
+    ``max_statement_time``) and MySQL's ``ER_QUERY_TIMEOUT`` (3024, raised by
+    ``max_execution_time``). SQLite has no statement timeout.
+
+    What is left of the transaction depends on the backend: PostgreSQL aborts it
+    (roll back, or roll back to the savepoint a repository write opened), MariaDB and
+    MySQL cancel the statement only and the transaction goes on.
+    """
+
+    code = "statement_timeout"
+    default_message = "The statement took too long and was cancelled."
 
 
 class TenantRequiredError(RepositoryError):

@@ -9,6 +9,13 @@ coerced to the column's Python type, and every value reaches the database as a b
 parameter: no SQL is ever built from the input. Anything that is not understood raises
 [`InvalidFilterError`][sqla_repo.exceptions.InvalidFilterError]; nothing is ignored.
 
+Whitelists are deny-by-default. Without one (``allowed=None``) no field may be named, which
+raises [`ConfigurationError`][sqla_repo.exceptions.ConfigurationError]: a programming error,
+not the client's. A whitelist is a collection of field names, a mapping from field name to
+the operators it allows (``{"email": ("eq", "iexact"), "created_at": ("ge", "le")}``), or
+[`ALL_COLUMNS`][sqla_repo.filters.ALL_COLUMNS], the explicit opt-in to every column
+attribute. Hybrid properties and relationship paths are only ever accepted when listed.
+
 A key is ``field`` or ``field__operator`` (split at the last ``__`` that names an operator,
 so field names may contain underscores); a field without operator means ``eq``.
 
@@ -24,9 +31,11 @@ so field names may contain underscores); a field without operator means ``eq``.
 | ``is_null`` | ``true`` / ``false`` | is NULL (or is not NULL) |
 | ``like`` | pattern | matches the LIKE pattern, **case-sensitively** |
 | ``ilike`` | pattern | matches the LIKE pattern, case-insensitively |
+| ``iexact`` | text | equals the text, case-insensitively (``%`` and ``_`` are literal) |
 | ``contains`` | text | contains the text (case-sensitive, ``%`` and ``_`` are literal) |
 | ``startswith`` | text | starts with the text (same rules) |
 | ``endswith`` | text | ends with the text (same rules) |
+| ``icontains``, ``istartswith``, ``iendswith`` | text | the same, case-insensitively |
 
 Values:
 
@@ -51,9 +60,10 @@ Semantics on every backend:
 * ``like``, ``contains``, ``startswith`` and ``endswith`` compare case- and
   accent-sensitively on SQLite (through ``GLOB``), PostgreSQL and MariaDB/MySQL (through
   a binary collation), whatever the column's collation.
-* ``ilike`` folds ASCII letters on every backend. Other letters (``É``/``é``) are folded
-  on PostgreSQL (per the database's ``LC_CTYPE``) and MariaDB/MySQL, not on SQLite,
-  whose ``lower()`` knows ASCII only. Accents are significant on all three.
+* ``ilike`` and the other ``i``-operators fold ASCII letters on every backend. Other
+  letters (``É``/``é``) are folded on PostgreSQL (per the database's ``LC_CTYPE``) and
+  MariaDB/MySQL, not on SQLite, whose ``lower()`` knows ASCII only. Accents are
+  significant on all three.
 * ``eq``, ``in``, ranges and sorting follow the column's collation: with MariaDB's
   default ``*_ci`` collations, ``"Bob"`` equals ``"bob"`` (and ``"e"`` equals ``"é"``).
 * Sorting puts NULL as the smallest value: first in ascending order, last in descending
@@ -68,7 +78,8 @@ Semantics on every backend:
 
 Errors carry ``detail = {"field": ..., "operator": ..., "reason": ...}`` with one of the
 reason codes ``invalid_filters``, ``too_many_conditions``, ``invalid_field``,
-``unknown_field``, ``unknown_operator``, ``unsupported_operator``, ``unsupported_type``,
+``unknown_field``, ``unknown_operator``, ``operator_not_allowed``,
+``unsupported_operator``, ``unsupported_type``,
 ``expected_list``, ``expected_scalar``, ``wrong_number_of_values``, ``too_many_values``,
 ``null_not_allowed``, ``invalid_value``, ``invalid_pattern``, ``value_too_long``,
 ``out_of_range``, ``not_sortable`` and ``duplicate_sort_field``.
@@ -76,7 +87,7 @@ reason codes ``invalid_filters``, ``too_many_conditions``, ``invalid_field``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
@@ -89,6 +100,19 @@ from sqlalchemy.sql.elements import ColumnClause, ColumnElement, UnaryExpression
 from sqla_repo._coerce import CoercionError, coerce, is_text, python_type
 from sqla_repo._hooks import NEEDS_EXPLICIT_EXISTS_CRITERIA, entity_criteria
 from sqla_repo._sql import ESCAPE, Field, Like, NullsSmallest, hybrid_names, mapper_of, resolve
+from sqla_repo._whitelist import (
+    ALIASES,
+    ALL_COLUMNS,
+    OPERATORS,
+    AllColumns,
+    FilterWhitelist,
+    SortWhitelist,
+    Whitelist,
+    filter_whitelist,
+    names_sort_field,
+    not_set,
+    sort_whitelist,
+)
 from sqla_repo.exceptions import ConfigurationError, InvalidFilterError
 
 if TYPE_CHECKING:
@@ -96,25 +120,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALIASES",
+    "ALL_COLUMNS",
     "MAX_CONDITIONS",
     "MAX_SORT_KEYS",
     "MAX_VALUE_LENGTH",
     "OPERATORS",
+    "AllColumns",
+    "FilterWhitelist",
     "SortKey",
+    "SortWhitelist",
     "compile_filters",
     "compile_order_by",
 ]
-
-OPERATORS: Final = frozenset(
-    {
-        "eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "like", "ilike",
-        "contains", "startswith", "endswith", "is_null", "between",
-    }
-)  # fmt: skip
-"""The operator names, without aliases."""
-
-ALIASES: Final[Mapping[str, str]] = {"lte": "le", "gte": "ge"}
-"""Accepted alternative spellings of operators."""
 
 MAX_VALUE_LENGTH: Final = 10_000
 """The longest string value accepted, in characters."""
@@ -127,7 +144,13 @@ MAX_SORT_KEYS: Final = 16
 
 _ECHO = 64  # longest name echoed back in an error
 _LIST_OPERATORS = frozenset({"in", "not_in", "between"})
-_LIKE_OPERATORS = frozenset({"like", "ilike", "contains", "startswith", "endswith"})
+_LIKE_OPERATORS = frozenset(
+    {
+        "like", "ilike", "iexact", "contains", "icontains", "startswith", "istartswith",
+        "endswith", "iendswith",
+    }
+)  # fmt: skip
+_CASE_INSENSITIVE = frozenset({"ilike", "iexact", "icontains", "istartswith", "iendswith"})
 _ORDER_OPERATORS = frozenset({"lt", "le", "gt", "ge", "between"})
 _TOO_MANY = f"At most {MAX_CONDITIONS} filter conditions are accepted."
 
@@ -148,15 +171,6 @@ def _error(
     return InvalidFilterError(message, model=model, detail=detail)
 
 
-def _whitelist(model: type[Any], allowed: Collection[str] | None) -> Collection[str]:
-    if allowed is None:
-        return frozenset(mapper_of(model).column_attrs.keys())
-    if isinstance(allowed, str):
-        msg = "A whitelist is a collection of field names, not one string."
-        raise ConfigurationError(msg, model=model)
-    return allowed
-
-
 # -- Filters ----------------------------------------------------------------------------------
 
 
@@ -164,7 +178,7 @@ def compile_filters(
     model: type[Any],
     filters: Mapping[str, Any] | Sequence[tuple[str, str, Any]] | None,
     *,
-    allowed: Collection[str] | None = None,
+    allowed: FilterWhitelist | None = None,
     max_in: int = 500,
 ) -> list[ColumnElement[bool]]:
     """Compile untrusted filter input into SQLAlchemy boolean expressions.
@@ -174,27 +188,39 @@ def compile_filters(
         filters: ``{"field__operator": value}`` or ``[(field, operator, value), ...]``;
             ``None`` means no filter.
         allowed: The fields a client may filter on: column attribute names, hybrid
-            properties and dotted relationship paths (``"author.email"``). ``None`` means
-            the model's column attributes.
+            properties and dotted relationship paths (``"author.email"``), each with every
+            operator; or a mapping from such a name to the operators it allows
+            (``{"email": ("eq", "iexact"), "age": ("ge", "le")}``, aliases accepted,
+            [`OPERATORS`][sqla_repo.filters.OPERATORS] for all of them); or
+            [`ALL_COLUMNS`][sqla_repo.filters.ALL_COLUMNS], every column attribute with
+            every operator. ``None`` (the default) is no whitelist: empty *filters* are
+            accepted, any condition raises ``ConfigurationError``.
         max_in: The most values ``in`` and ``not_in`` accept.
 
     Returns:
         One expression per condition, to pass to ``select(...).where(*conditions)``.
 
     Raises:
-        InvalidFilterError: The input names an unknown field or operator, or a value does
-            not fit the field.
-        ConfigurationError: *allowed* names something the model does not have.
+        InvalidFilterError: The input names an unknown field or operator, an operator the
+            field does not allow, or a value does not fit the field.
+        ConfigurationError: *allowed* is ``None`` and *filters* holds a condition, or
+            *allowed* is malformed or names something the model does not have.
 
     Example:
         ```python
-        conditions = compile_filters(User, {"age__gte": "18", "status__in": "active,new"})
+        conditions = compile_filters(
+            User, {"age__gte": "18", "status__in": "active,new"}, allowed=["age", "status"]
+        )
         users = await session.scalars(select(User).where(*conditions))
         ```
     """
     if filters is None:
         return []
-    whitelist = _whitelist(model, allowed)
+    if allowed is None:
+        if isinstance(filters, (Mapping, list, tuple)) and not filters:
+            return []  # nothing named: nothing to allow
+        raise not_set("allowed=", "filters", model=model)
+    whitelist = filter_whitelist(model, allowed, setting=f"{model.__name__} filter whitelist")
     return [
         _condition(model, name, op, value, whitelist=whitelist, max_in=max_in)
         for name, op, value in _triples(model, filters, whitelist)
@@ -202,7 +228,7 @@ def compile_filters(
 
 
 def _triples(
-    model: type[Any], filters: object, whitelist: Collection[str]
+    model: type[Any], filters: object, whitelist: Whitelist
 ) -> list[tuple[object, str, object]]:
     if not isinstance(filters, (Mapping, list, tuple)):
         msg = "Filters must be a mapping or a list of (field, operator, value) triples."
@@ -235,7 +261,7 @@ def _operator(model: type[Any], name: object, op: object) -> str:
     return canonical
 
 
-def _split(model: type[Any], key: str, whitelist: Collection[str]) -> tuple[str, str]:
+def _split(model: type[Any], key: str, whitelist: Whitelist) -> tuple[str, str]:
     head, sep, tail = key.rpartition("__")
     if sep:
         if ALIASES.get(tail, tail) in OPERATORS:
@@ -248,15 +274,19 @@ def _split(model: type[Any], key: str, whitelist: Collection[str]) -> tuple[str,
 class _Condition:
     """One condition being compiled: its field, operator, and a client-safe error maker."""
 
-    def __init__(self, model: type[Any], name: object, op: str, whitelist: Collection[str]) -> None:
+    def __init__(self, model: type[Any], name: object, op: str, whitelist: Whitelist) -> None:
         self.model, self.name, self.op = model, name, op
         if not isinstance(name, str) or not name:
             msg = "The field name must be a non-empty string."
             raise self.fail(message=msg, reason="invalid_field")
         if name not in whitelist:
+            # The same answer whether the field exists or not: no existence oracle.
             raise self.fail(
                 message=f"Unknown filter field {_echo(name)!r}.", reason="unknown_field"
             )
+        if op not in whitelist.operators(name):
+            msg = f"The {op} operator is not allowed on {_echo(name)!r}."
+            raise self.fail(message=msg, reason="operator_not_allowed")
         self.target = resolve(model, name)
         self.column = self.target.expression
         if op in _ORDER_OPERATORS and python_type(self.column.type) is bool:
@@ -311,9 +341,12 @@ class _Condition:
                 raise self.fail(message=msg, reason="invalid_pattern")
             return text
         literal_text = "".join(ESCAPE + c if c in {"%", "_", ESCAPE} else c for c in text)
-        if self.op == "contains":
+        op = self.op.removeprefix("i")
+        if op == "exact":
+            return literal_text
+        if op == "contains":
             return f"%{literal_text}%"
-        return f"{literal_text}%" if self.op == "startswith" else f"%{literal_text}"
+        return f"{literal_text}%" if op == "startswith" else f"%{literal_text}"
 
     def is_null(self, value: object) -> bool:
         try:
@@ -330,7 +363,7 @@ def _condition(
     op: str,
     value: object,
     *,
-    whitelist: Collection[str],
+    whitelist: Whitelist,
     max_in: int,
 ) -> ColumnElement[bool]:
     condition = _Condition(model, name, op, whitelist)
@@ -339,7 +372,7 @@ def _condition(
     if op == "is_null":
         clause = column.is_(None) if condition.is_null(value) else column.is_not(None)
     elif op in _LIKE_OPERATORS:
-        clause = Like(column, condition.pattern(value), case_insensitive=op == "ilike")
+        clause = Like(column, condition.pattern(value), case_insensitive=op in _CASE_INSENSITIVE)
     elif op in _LIST_OPERATORS:
         clause = _BUILDERS[op](target, condition.values(value, max_in))
     else:
@@ -430,7 +463,7 @@ def compile_order_by(
     model: type[Any],
     order_by: str | Sequence[str | ColumnElement[Any] | InstrumentedAttribute[Any]] | None,
     *,
-    allowed: Collection[str] | None = None,
+    allowed: SortWhitelist | None = None,
     default: str | Sequence[str | ColumnElement[Any] | InstrumentedAttribute[Any]] | None = None,
 ) -> list[SortKey]:
     """Compile a sort specification into sort keys ending with the primary key.
@@ -442,8 +475,11 @@ def compile_order_by(
             trusted code (``User.name.desc()``), which skip the whitelist. ``None`` or an
             empty value means *default*.
         allowed: The field names a client may sort on (column attributes and hybrid
-            properties); ``None`` means the model's column attributes.
-        default: The trusted order used when *order_by* is empty.
+            properties), or [`ALL_COLUMNS`][sqla_repo.filters.ALL_COLUMNS] for every
+            column attribute. ``None`` (the default) is no whitelist: expressions are
+            accepted, any field name raises ``ConfigurationError``.
+        default: The trusted order used when *order_by* is empty; its names may be any
+            column attribute or hybrid property, whitelisted or not.
 
     Returns:
         The keys, followed by the primary-key columns not already among them (ascending),
@@ -453,17 +489,25 @@ def compile_order_by(
     Raises:
         InvalidFilterError: A field is unknown, not whitelisted or given twice, or there
             are more than [`MAX_SORT_KEYS`][sqla_repo.filters.MAX_SORT_KEYS] of them.
-        ConfigurationError: *default* or *allowed* names something the model lacks.
+        ConfigurationError: *allowed* is ``None`` and *order_by* names a field, or
+            *default* or *allowed* names something the model lacks.
 
     Example:
         ```python
-        keys = compile_order_by(User, "-created_at,name")
+        keys = compile_order_by(User, "-created_at,name", allowed=["created_at", "name"])
         users = await session.scalars(select(User).order_by(*[k.clause() for k in keys]))
         ```
     """
+    if allowed is None and names_sort_field(order_by):
+        raise not_set("allowed=", "sorts", model=model)
     items = _sort_items(model, order_by)
     if items:
-        keys = _sort_keys(model, items, _whitelist(model, allowed))
+        whitelist = (
+            Whitelist({})  # expressions only
+            if allowed is None
+            else sort_whitelist(model, allowed, setting=f"{model.__name__} sort whitelist")
+        )
+        keys = _sort_keys(model, items, whitelist)
     else:
         try:
             keys = _sort_keys(model, _sort_items(model, default), None)
@@ -496,9 +540,7 @@ def _sort_items(model: type[Any], order_by: object) -> list[Any]:
     raise _error(model, message=msg, reason="invalid_filters")
 
 
-def _sort_keys(
-    model: type[Any], items: list[Any], whitelist: Collection[str] | None
-) -> list[SortKey]:
+def _sort_keys(model: type[Any], items: list[Any], whitelist: Whitelist | None) -> list[SortKey]:
     if len(items) > MAX_SORT_KEYS:
         msg = f"At most {MAX_SORT_KEYS} sort fields are accepted."
         raise _error(model, message=msg, reason="too_many_conditions")
@@ -512,7 +554,7 @@ def _sort_keys(
     return keys
 
 
-def _sort_key(model: type[Any], item: object, whitelist: Collection[str] | None) -> SortKey:
+def _sort_key(model: type[Any], item: object, whitelist: Whitelist | None) -> SortKey:
     if isinstance(item, str):
         return _named_sort_key(model, item, whitelist)
     if isinstance(item, UnaryExpression) and item.modifier in {
@@ -535,14 +577,16 @@ def _sort_key(model: type[Any], item: object, whitelist: Collection[str] | None)
     raise _error(model, message=msg, reason="invalid_field", field=item)
 
 
-def _named_sort_key(model: type[Any], item: str, whitelist: Collection[str] | None) -> SortKey:
+def _named_sort_key(model: type[Any], item: str, whitelist: Whitelist | None) -> SortKey:
     name = item[1:] if item[:1] in {"-", "+"} else item
     if not name:
         msg = "The sort field name is empty."
         raise _error(model, message=msg, reason="invalid_field", field=name)
-    if whitelist is None:  # trusted default: any column or hybrid
-        whitelist = frozenset(mapper_of(model).column_attrs.keys()) | hybrid_names(model)
-    if name not in whitelist:
+    if whitelist is None:  # the trusted default order: any column or hybrid
+        trusted = name in mapper_of(model).column_attrs or name in hybrid_names(model)
+    else:
+        trusted = name in whitelist
+    if not trusted:
         msg = f"Cannot sort on {_echo(name)!r}."
         raise _error(model, message=msg, reason="not_sortable", field=name)
     target = resolve(model, name)

@@ -3,20 +3,28 @@
 [`SearchResult`][sqla_repo.pagination.SearchResult] is an offset page with its total;
 [`CursorPage`][sqla_repo.pagination.CursorPage] is a keyset page with opaque cursors.
 
-A cursor holds the sort-key values of the row at a page boundary, a fingerprint of the
-sort specification it was made for, and an HMAC-SHA256 tag (truncated to 128 bits), all
-in URL-safe base64 without padding. Values are stored as JSON with type tags (never
-pickle), so ``int``, ``float``, ``Decimal``, ``str``, ``bool``, ``None``, ``datetime``,
-``date``, ``time``, ``UUID`` and enum members (stored by value) round-trip. A cursor
-that is malformed, truncated, longer than
-[`MAX_CURSOR_LENGTH`][sqla_repo.pagination.MAX_CURSOR_LENGTH], signed with another
-secret or made for another sort order raises
+A cursor holds the sort-key values of the row at a page boundary, encrypted and
+authenticated with keys derived from a secret (HMAC-SHA256 in counter mode, then an
+HMAC-SHA256 tag: the standard library only). It reveals no value, cannot be forged or
+altered, and is bound to the model and sort order
+([`cursor_spec`][sqla_repo.pagination.cursor_spec]) and to its scope
+([`cursor_scope`][sqla_repo.pagination.cursor_scope]: the repository class, the
+untrusted ``filters``, ``include_deleted`` and the tenant in force). It carries its
+issue time, so [`BaseRepository.cursor_max_age`][sqla_repo.repository.BaseRepository]
+can make it expire. Values are stored as JSON with type tags (never pickle), so
+``int``, ``float`` (bit for bit, NaN and infinities included), ``Decimal``, ``str``,
+``bool``, ``None``, ``datetime``, ``date``, ``time``, ``UUID`` and enum members (stored
+by value) round-trip. A cursor that is malformed, truncated, longer than
+[`MAX_CURSOR_LENGTH`][sqla_repo.pagination.MAX_CURSOR_LENGTH], altered, made with
+another secret, for another sort order or scope, or expired raises
 [`InvalidFilterError`][sqla_repo.exceptions.InvalidFilterError] with
-``detail["field"] == "cursor"``.
+``detail["field"] == "cursor"`` and a ``detail["reason"]``.
 
-The signing secret is random per process by default, which is safe but means a cursor is
-only valid in the process that made it. Deployments with several processes or hosts must
-share one secret (for example from an environment variable) at start-up:
+The secret comes from [`set_cursor_secret()`][sqla_repo.pagination.set_cursor_secret],
+else from the ``SQLA_REPO_CURSOR_SECRET`` environment variable (read at the first use),
+else it is random per process: safe, but then a cursor is valid only in the process that
+made it ([`cursor_secret_is_ephemeral()`][sqla_repo.pagination.cursor_secret_is_ephemeral]
+tells). Deployments with several processes or hosts must share one secret:
 
 ```python
 set_cursor_secret(os.environ["CURSOR_SECRET"])
@@ -30,26 +38,28 @@ descending keys, with NULL sorting as the smallest value as
 
 from __future__ import annotations
 
-import base64
-import binascii
-import datetime as dt
-import enum
-import functools
-import hashlib
-import hmac
-import json
 import math
-import re
-import secrets
-import uuid
-from collections.abc import Sequence  # noqa: TC003 - dataclass fields: get_type_hints() works
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import and_, false, literal, or_
 
 from sqla_repo._coerce import UNSUPPORTED, CoercionError, coerce, python_type
+from sqla_repo._cursors import (
+    CURSOR_SECRET_ENV,
+    MAX_CURSOR_LENGTH,
+    _cursor_error,
+    _dump,
+    _encode_value,
+    cursor_secret_is_ephemeral,
+    decode_cursor,
+    encode_cursor,
+    set_cursor_secret,
+)
+from sqla_repo.context import tenant_scope
 from sqla_repo.exceptions import ConfigurationError, InvalidFilterError
 
 if TYPE_CHECKING:
@@ -58,9 +68,12 @@ if TYPE_CHECKING:
     from sqla_repo.filters import SortKey
 
 __all__ = [
+    "CURSOR_SECRET_ENV",
     "MAX_CURSOR_LENGTH",
     "CursorPage",
     "SearchResult",
+    "cursor_scope",
+    "cursor_secret_is_ephemeral",
     "cursor_spec",
     "decode_cursor",
     "encode_cursor",
@@ -70,15 +83,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-MAX_CURSOR_LENGTH: Final = 4096
-"""The longest cursor accepted, in characters."""
-
-_MIN_SECRET = 16
-_TAG = 16  # bytes of the HMAC-SHA256 kept in a cursor
-_VERSION = b"\x01"
-_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
-_secret: bytes = secrets.token_bytes(32)
 
 
 # Not slots=True: a frozen, slotted dataclass fails when it is built through a
@@ -174,32 +178,7 @@ class CursorPage(Generic[T]):
             object.__setattr__(self, "has_previous", True)
 
 
-# -- Cursor codec -----------------------------------------------------------------------------
-
-
-def _as_key(secret: bytes | str) -> bytes:
-    key = secret.encode() if isinstance(secret, str) else secret
-    if len(key) < _MIN_SECRET:
-        msg = f"The cursor secret must be at least {_MIN_SECRET} bytes (32 random bytes advised)."
-        raise ValueError(msg)
-    return key
-
-
-def set_cursor_secret(secret: bytes | str) -> None:
-    """Set the process-wide secret that signs cursors.
-
-    Every process that may receive a cursor made by another must use the same secret.
-    Changing it invalidates the cursors already handed out.
-
-    Args:
-        secret: At least 16 bytes (a ``str`` is UTF-8 encoded); 32 random bytes advised,
-            e.g. ``secrets.token_hex(32)`` stored in the deployment's configuration.
-
-    Raises:
-        ValueError: The secret is too short.
-    """
-    global _secret  # noqa: PLW0603 - one process-wide setting
-    _secret = _as_key(secret)
+# -- What a cursor is bound to ------------------------------------------------------------
 
 
 def cursor_spec(model: type[Any], keys: Sequence[SortKey]) -> str:
@@ -217,139 +196,78 @@ def cursor_spec(model: type[Any], keys: Sequence[SortKey]) -> str:
     return f"{model.__module__}.{model.__qualname__}:{order}"
 
 
-def _cursor_error(*, message: str, reason: str) -> InvalidFilterError:
-    return InvalidFilterError(message, detail={"field": "cursor", "reason": reason})
+def _canonical(value: object) -> Any:
+    """A JSON-ready form of a filter value: equal for equal values, whatever the container."""
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item) for item in value]
+    if isinstance(value, AbstractSet):  # no order: sorted
+        return {"s": sorted(_dump(_canonical(item)) for item in value)}
+    if isinstance(value, Mapping):
+        return {"m": sorted(_dump([_canonical(k), _canonical(v)]) for k, v in value.items())}
+    try:
+        return _encode_value(value)  # scalars as in a cursor, enum members by value
+    except InvalidFilterError:
+        # Filters refuse what they cannot coerce; anything else is compared by its text.
+        return {"r": f"{type(value).__module__}.{type(value).__qualname__}:{value!r}"}
 
 
-@functools.lru_cache(maxsize=256)
-def _fingerprint(spec: str) -> str:
-    return hashlib.sha256(spec.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+def _text_key(item: list[Any]) -> str:
+    """Sort key of a filter mapping's entry: its field name, or the JSON of another key."""
+    key = item[1]
+    return "s" + key if isinstance(key, str) else "j" + _dump(key)
 
 
-def _tag(key: bytes, body: bytes) -> bytes:
-    return hmac.digest(key, body, "sha256")[:_TAG]
+def _canonical_filters(filters: object) -> list[Any]:
+    """The filters in a canonical order: conditions are ANDed, their order is irrelevant."""
+    if not filters:
+        return []
+    if isinstance(filters, Mapping):  # keys are unique: sorting never compares values
+        items = [["m", _canonical(key), _canonical(value)] for key, value in filters.items()]
+        return sorted(items, key=_text_key)
+    if isinstance(filters, (list, tuple)):
+        return sorted((_canonical(item) for item in filters), key=_dump)
+    return [_canonical(filters)]
 
 
-_ENCODERS: tuple[tuple[type[Any], str, Any], ...] = (
-    (float, "f", float.hex),
-    (Decimal, "n", str),
-    (dt.datetime, "t", dt.datetime.isoformat),  # before date: a datetime is a date
-    (dt.date, "d", dt.date.isoformat),
-    (dt.time, "h", dt.time.isoformat),
-    (uuid.UUID, "u", lambda value: value.hex),
-)
+def cursor_scope(
+    repository: type[Any], *, filters: object = None, include_deleted: bool = False
+) -> str:
+    """Describe where a cursor may be used: repository class, filters, tenant.
 
-
-def _encode_value(value: object) -> Any:
-    if isinstance(value, enum.Enum):
-        return _encode_value(value.value)
-    if value is None or isinstance(value, (bool, str, int)):
-        return value
-    for type_, tag, encode in _ENCODERS:
-        if isinstance(value, type_):
-            return {tag: encode(value)}
-    msg = f"Cannot paginate with a cursor over values of type {type(value).__name__}."
-    raise _cursor_error(message=msg, reason="unsupported_cursor_value")
-
-
-_DECODERS: dict[str, Any] = {
-    "f": float.fromhex,
-    "n": Decimal,
-    "t": dt.datetime.fromisoformat,
-    "d": dt.date.fromisoformat,
-    "h": dt.time.fromisoformat,
-    "u": uuid.UUID,
-}
-
-
-def _decode_value(value: object) -> Any:
-    if value is None or isinstance(value, (bool, str, int)):
-        return value
-    if isinstance(value, dict) and len(value) == 1:
-        ((tag, text),) = value.items()
-        if tag in _DECODERS and isinstance(text, str):
-            return _DECODERS[tag](text)
-    msg = "malformed value"
-    raise ValueError(msg)
-
-
-def encode_cursor(values: Sequence[Any], *, spec: str, secret: bytes | str | None = None) -> str:
-    """Encode the sort-key values of a boundary row as a signed, opaque cursor.
+    [`BaseRepository.paginate()`][sqla_repo.repository.BaseRepository.paginate] binds
+    every cursor to this scope, with the tenant scope in force when it is called.
 
     Args:
-        values: The row's sort-key values, in key order (see
-            [`row_values`][sqla_repo.pagination.row_values]).
-        spec: What the cursor is bound to (see
-            [`cursor_spec`][sqla_repo.pagination.cursor_spec]); decoding with another
-            spec fails.
-        secret: The signing secret; ``None`` uses the process-wide one.
+        repository: The repository class (its module and qualified name are bound).
+        filters: The untrusted ``filters=`` of the call, as given: a mapping (its order
+            is irrelevant) or a sequence of ``(field, operator, value)`` (its order is
+            irrelevant too). Values are compared as given, so ``5`` and ``"5"`` differ.
+        include_deleted: Whether soft-deleted rows are included.
 
     Returns:
-        A URL-safe string.
+        A canonical string; equal scopes give equal strings.
 
     Raises:
-        InvalidFilterError: A value has an unsupported type, or the cursor would be
-            longer than [`MAX_CURSOR_LENGTH`][sqla_repo.pagination.MAX_CURSOR_LENGTH].
+        InvalidFilterError: A filter value cannot be written down (nested too deeply, or
+            an integer of thousands of digits); ``filters`` validation refuses those first.
     """
-    key = _secret if secret is None else _as_key(secret)
-    payload = [_fingerprint(spec), [_encode_value(value) for value in values]]
-    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    body = _VERSION + text.encode()
-    cursor = base64.urlsafe_b64encode(body + _tag(key, body)).rstrip(b"=").decode("ascii")
-    if len(cursor) > MAX_CURSOR_LENGTH:
-        msg = "The sort values are too large to make a cursor; sort on shorter fields."
-        raise _cursor_error(message=msg, reason="cursor_too_long")
-    return cursor
-
-
-def decode_cursor(cursor: str, *, spec: str, secret: bytes | str | None = None) -> list[Any]:
-    """Decode and verify a cursor made by [`encode_cursor`][sqla_repo.pagination.encode_cursor].
-
-    Args:
-        cursor: The cursor from untrusted input.
-        spec: The spec the cursor must have been made for.
-        secret: The signing secret; ``None`` uses the process-wide one.
-
-    Returns:
-        The sort-key values, with their types restored (enum members come back as their
-        values; [`keyset_predicate`][sqla_repo.pagination.keyset_predicate] converts them).
-
-    Raises:
-        InvalidFilterError: The cursor is not a string, too long, malformed, truncated,
-            tampered with, signed with another secret, or made for another spec.
-    """
-    key = _secret if secret is None else _as_key(secret)
-    untrusted: object = cursor
-    if not isinstance(untrusted, str) or not untrusted:
-        raise _cursor_error(
-            message="The cursor must be a non-empty string.", reason="malformed_cursor"
-        )
-    if len(cursor) > MAX_CURSOR_LENGTH:
-        raise _cursor_error(message="The cursor is too long.", reason="cursor_too_long")
-    if not _BASE64URL.fullmatch(cursor):
-        raise _cursor_error(message="The cursor is malformed.", reason="malformed_cursor")
+    scope = tenant_scope()
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-    except (binascii.Error, ValueError):
-        raise _cursor_error(message="The cursor is malformed.", reason="malformed_cursor") from None
-    body, tag = raw[:-_TAG], raw[-_TAG:]
-    if len(raw) <= _TAG + len(_VERSION) or not body.startswith(_VERSION):
-        raise _cursor_error(message="The cursor is malformed.", reason="malformed_cursor")
-    if not hmac.compare_digest(tag, _tag(key, body)):
-        raise _cursor_error(
-            message="The cursor is invalid or has expired.", reason="invalid_cursor"
+        return _dump(
+            [
+                1,
+                f"{repository.__module__}.{repository.__qualname__}",
+                bool(include_deleted),
+                scope.tenant,
+                scope.all_tenants,
+                _canonical_filters(filters),
+            ]
         )
-    try:
-        fingerprint, values = json.loads(body[len(_VERSION) :].decode())
-        if not isinstance(values, list):
-            raise TypeError  # noqa: TRY301 - one handler for every malformed shape
-        decoded = [_decode_value(value) for value in values]
-    except (ValueError, TypeError, ArithmeticError, RecursionError):
-        raise _cursor_error(message="The cursor is malformed.", reason="malformed_cursor") from None
-    if fingerprint != _fingerprint(spec):
-        msg = "The cursor was made for another sort order; start again from the first page."
-        raise _cursor_error(message=msg, reason="cursor_mismatch")
-    return decoded
+    except (ValueError, RecursionError):
+        raise InvalidFilterError(
+            "A filter value is too large or too deeply nested.",
+            detail={"field": "filters", "reason": "invalid_value"},
+        ) from None
 
 
 # -- Keyset pagination --------------------------------------------------------------------
@@ -379,8 +297,22 @@ def row_values(obj: object, keys: Sequence[SortKey]) -> list[Any]:
     return values
 
 
+def _is_finite(value: object) -> bool:
+    """Whether a float or Decimal is finite (other values count as finite)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, Decimal):
+        return value.is_finite()
+    return True
+
+
 def _coerce_key(key: SortKey, value: object) -> Any:
-    if value is None or python_type(key.expression.type) is UNSUPPORTED:
+    target = python_type(key.expression.type)
+    if value is None or target is UNSUPPORTED:
+        return value
+    if type(value) is target and not _is_finite(value):
+        # A NaN or infinite boundary read from a float or numeric column: the cursor is
+        # authenticated, so the value is the row's own, which the column holds.
         return value
     try:
         return coerce(value, key.expression.type, max_length=None)

@@ -2,6 +2,7 @@
 
 ```python
 class UserRepository(BaseRepository[User]):
+    filterable_fields = {"email": ("eq", "ilike")}
     sortable_fields = ("created_at", "name")
 
 
@@ -21,14 +22,14 @@ leaves the caller's session usable. Every read honours soft delete and tenant sc
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar, get_args, get_origin
 
-from sqlalchemy import ColumnElement, Select, and_, select, true
+from sqlalchemy import ColumnElement, Select, and_, select, true, tuple_
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.orm import Mapper, QueryableAttribute
+from sqlalchemy.orm import Mapper, QueryableAttribute, lazyload, selectinload
 
 from sqla_repo import _bulk
 from sqla_repo._hooks import INCLUDE_DELETED
@@ -36,12 +37,21 @@ from sqla_repo._paging import keyset_page
 from sqla_repo._references import check_rows, tenant_references
 from sqla_repo._statements import (
     ModelInfo,
+    by_key,
     count_statement,
+    fans_out,
     has_join,
     pk_criterion,
     update_values,
 )
-from sqla_repo._translate import translate_errors
+from sqla_repo._translate import translate_errors, translate_read_errors
+from sqla_repo._whitelist import (
+    FilterWhitelist,
+    SortWhitelist,
+    check_settings,
+    names_sort_field,
+    not_set,
+)
 from sqla_repo.context import tenant_scope
 from sqla_repo.exceptions import (
     ConfigurationError,
@@ -54,7 +64,7 @@ from sqla_repo.exceptions import (
     UniqueViolationError,
 )
 from sqla_repo.filters import compile_filters, compile_order_by
-from sqla_repo.pagination import CursorPage, SearchResult
+from sqla_repo.pagination import CursorPage, SearchResult, keyset_predicate, row_values
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -64,6 +74,10 @@ __all__ = ["BaseRepository"]
 
 ModelT = TypeVar("ModelT")
 """The mapped class a repository manages."""
+OtherModelT = TypeVar("OtherModelT")
+
+_FOR_MODEL: dict[tuple[type[Any], type[Any]], type[Any]] = {}
+"""Repository classes made by ``for_model()``, per (repository class, model)."""
 
 Filters = Mapping[str, Any] | Sequence[tuple[str, str, Any]]
 OrderBy = str | ColumnElement[Any] | QueryableAttribute[Any] | Sequence[Any]
@@ -91,12 +105,21 @@ class BaseRepository(Generic[ModelT]):
     Attributes:
         session: The ``AsyncSession`` given to the constructor; custom methods use it.
         model: The mapped class, inferred from ``BaseRepository[Model]``.
-        filterable_fields: Fields untrusted ``filters=`` may name (default: every column
-            attribute; relationship paths such as ``"author.email"`` only when listed).
-        sortable_fields: Fields untrusted ``order_by=`` strings may name (same default).
+        filterable_fields: Fields untrusted ``filters=`` may name: column attributes,
+            hybrid properties and relationship paths such as ``"author.email"``, as a
+            collection (every operator) or a mapping to the allowed operators
+            (``{"email": ("eq", "iexact")}``); or
+            [`ALL_COLUMNS`][sqla_repo.filters.ALL_COLUMNS] for every column attribute.
+            ``None`` (the default) accepts no field: naming one raises
+            [`ConfigurationError`][sqla_repo.exceptions.ConfigurationError].
+        sortable_fields: Fields untrusted ``order_by=`` strings may name, or
+            ``ALL_COLUMNS``; ``None`` (the default) accepts no name. SQLAlchemy
+            expressions and ``default_order_by`` are trusted and need no listing.
         default_order_by: Order used when a call gives none; the primary key is always
             appended as the final tiebreaker.
         max_page_size: Largest ``limit`` that ``search()`` and ``paginate()`` accept.
+        cursor_max_age: Seconds after which ``paginate()`` refuses a cursor
+            (``cursor_expired``); ``None``, the default, lets cursors live forever.
         max_in_values: Largest list an ``in``/``not_in`` filter accepts.
         default_options: Loader options (eager loads) added to every read.
         use_savepoints: Wrap writes that may fail in a SAVEPOINT where needed so that a
@@ -105,10 +128,11 @@ class BaseRepository(Generic[ModelT]):
     """
 
     model: type[ModelT]
-    filterable_fields: ClassVar[Collection[str] | None] = None
-    sortable_fields: ClassVar[Collection[str] | None] = None
+    filterable_fields: ClassVar[FilterWhitelist | None] = None
+    sortable_fields: ClassVar[SortWhitelist | None] = None
     default_order_by: ClassVar[Sequence[Any]] = ()
     max_page_size: ClassVar[int] = 100
+    cursor_max_age: ClassVar[float | None] = None
     max_in_values: ClassVar[int] = 500
     default_options: ClassVar[Sequence[ExecutableOption]] = ()
     use_savepoints: ClassVar[bool] = True
@@ -120,6 +144,7 @@ class BaseRepository(Generic[ModelT]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        check_settings(cls)  # a malformed whitelist fails here, not on a request
         cls._info_cache = None
         model = cls.__dict__.get("model") or cls._model_from_generic()
         if model is None:
@@ -143,6 +168,35 @@ class BaseRepository(Generic[ModelT]):
                     if _is_mapped(arg):
                         return arg  # type: ignore[no-any-return]
         return None
+
+    @classmethod
+    def for_model(cls, model: type[OtherModelT]) -> type[BaseRepository[OtherModelT]]:
+        """Return a repository class for *model*, a mapped class known only at run time.
+
+        For adapters and plugins that receive the model as an argument:
+
+        ```python
+        repo = BaseRepository.for_model(user_model)(session)
+        ```
+
+        The class derives from the class it is called on, so
+        ``AppRepository.for_model(User)`` keeps ``AppRepository``'s settings and
+        methods. It is created once per (class, model): repeated calls return the same
+        class object.
+
+        Raises:
+            ConfigurationError: *model* is not a mapped class.
+        """
+        key = (cls, model)
+        found = _FOR_MODEL.get(key)
+        if found is None:
+            if not _is_mapped(model):
+                msg = f"{cls.__name__}.for_model() needs a mapped class, got {model!r}"
+                raise ConfigurationError(msg)
+            name = f"{cls.__name__}[{model.__name__}]"
+            namespace = {"model": model, "__module__": cls.__module__, "__qualname__": name}
+            found = _FOR_MODEL.setdefault(key, type(name, (cls,), namespace))
+        return found
 
     # -- helpers -------------------------------------------------------------------
 
@@ -179,8 +233,13 @@ class BaseRepository(Generic[ModelT]):
         """Return the statement that queries start from; override to add joins or conditions.
 
         ``list()``, ``search()``, ``paginate()``, ``stream()``, ``count()``, ``exists()``
-        and ``get_one*()`` build on it (a join that repeats rows is made ``DISTINCT``).
-        ``get()`` and ``get_by_id()`` look rows up by key without it.
+        and ``get_one*()`` build on it. A join that may repeat rows (along a collection,
+        or given as a table and an ON clause) is deduplicated by primary key: the reads
+        run ``SELECT model WHERE pk IN (SELECT pk FROM <this statement>)``, so ORDER BY
+        must name the model's own columns; a join along a many-to-one relationship is
+        kept as it is. A statement with loader options of its own (``contains_eager()``)
+        keeps its join and is made ``DISTINCT`` instead. ``get()`` and ``get_by_id()``
+        look rows up by key and never use it.
         """
         return select(self.model)
 
@@ -189,6 +248,10 @@ class BaseRepository(Generic[ModelT]):
     ) -> list[ColumnElement[bool]]:
         criteria = list(where)
         if filters:
+            if self.filterable_fields is None:
+                raise not_set(
+                    f"{type(self).__name__}.filterable_fields", "filters", model=self.model
+                )
             criteria += compile_filters(
                 self.model, filters, allowed=self.filterable_fields, max_in=self.max_in_values
             )
@@ -219,13 +282,15 @@ class BaseRepository(Generic[ModelT]):
         include_deleted: bool,
     ) -> Select[Any]:
         stmt = self.base_select()
-        if self._joins(stmt) and not stmt._distinct:  # noqa: SLF001
-            # A joined collection repeats the entity: one row per entity, so that LIMIT,
-            # the page-proves-the-total shortcut and MultipleResultsFound stay right.
-            stmt = stmt.distinct()
         criteria = self._criteria(where, filters, eq)
         if criteria:
             stmt = stmt.where(*criteria)
+        if self._joins(stmt) and not stmt._distinct and fans_out(stmt):  # noqa: SLF001
+            # A joined collection repeats the entity: one row per entity, so that LIMIT,
+            # the page-proves-the-total shortcut and MultipleResultsFound stay right.
+            # contains_eager() reads the joined rows: they must stay in the statement.
+            own_options = bool(stmt._with_options)  # noqa: SLF001
+            stmt = stmt.distinct() if own_options else by_key(stmt, self._info)
         loader_options = (*self.default_options, *options)
         if loader_options:
             stmt = stmt.options(*loader_options)
@@ -236,6 +301,8 @@ class BaseRepository(Generic[ModelT]):
     def _order(self, order_by: OrderBy | None) -> list[Any]:
         if order_by is not None and not isinstance(order_by, (str, Sequence)):
             order_by = [order_by]  # one SQLAlchemy expression
+        if self.sortable_fields is None and names_sort_field(order_by):
+            raise not_set(f"{type(self).__name__}.sortable_fields", "sorts", model=self.model)
         return compile_order_by(
             self.model,
             order_by,
@@ -291,7 +358,11 @@ class BaseRepository(Generic[ModelT]):
                 transaction back unless it ran inside a SAVEPOINT, so ``flush=True``
                 always opens one; single statements get one only where an error aborts
                 the whole transaction (PostgreSQL). ``use_savepoints = False`` turns the
-                SAVEPOINTs off.
+                SAVEPOINTs off. Changes already pending in the session are flushed
+                first, before the SAVEPOINT opens (SQLAlchemy would flush them as it
+                opens one, outside its protection): a failure there is raised naming no
+                model, since it is not this write's, and like any failed flush it leaves
+                the session needing a rollback.
 
         Raises:
             ConflictError: An integrity constraint refused the write.
@@ -300,12 +371,19 @@ class BaseRepository(Generic[ModelT]):
         """
         with translate_errors(self.model):
             if self.use_savepoints and (flush or self._aborts_on_error()):
+                await self._flush_pending()
                 if self.dialect_name == "sqlite":
                     await self._begin_sqlite()
                 async with self.session.begin_nested():
                     yield
             else:
                 yield
+
+    async def _flush_pending(self) -> None:
+        session = self.session
+        if session.new or session.dirty or session.deleted:
+            with translate_errors(None):
+                await session.flush()
 
     async def _begin_sqlite(self) -> None:
         # In its default mode Python's sqlite3 opens a transaction only before DML, so a
@@ -376,31 +454,48 @@ class BaseRepository(Generic[ModelT]):
         *,
         options: Sequence[ExecutableOption] = (),
         include_deleted: bool = False,
+        populate_existing: bool = False,
     ) -> ModelT | None:
         """Return the row with primary key *ident*, or ``None``.
 
+        An identity lookup never goes through ``base_select()``: it finds the row by key
+        in the model's table, with soft-delete and tenant rules applied. Without loader
+        options (``default_options`` plus *options*), an object already in the session's
+        identity map is returned without a query. With loader options, one ``SELECT``
+        by key runs and loads the relationships they name that are not loaded yet;
+        attributes already loaded keep their in-memory state. Relationships the model
+        declares eager (``lazy="joined"``/``"selectin"``) are loaded either way.
+
         Args:
             ident: The primary key: a scalar, or a tuple/mapping for composite keys.
-            options: Loader options (e.g. ``selectinload(User.posts)``).
+            options: Loader options (e.g. ``selectinload(User.posts)``), added to
+                ``default_options``.
             include_deleted: Also return a soft-deleted row.
+            populate_existing: Read the row even when it is in the identity map, and
+                overwrite its loaded attributes and the relationships loaded with it
+                (discarding unflushed changes to them).
         """
         loader_options = (*self.default_options, *options)
+        execution_options: dict[str, Any] = {INCLUDE_DELETED: True} if include_deleted else {}
         if loader_options:
             # session.get() skips loader options for objects already in the identity map;
             # a SELECT fills in whatever relationship is not loaded yet.
-            stmt = self._select(
-                (pk_criterion(self._info, ident),),
-                None,
-                {},
-                options,
-                include_deleted=include_deleted,
-            )
-            obj = (await self.session.scalars(stmt)).unique().one_or_none()
+            stmt = select(self.model).where(pk_criterion(self._info, ident))
+            stmt = stmt.options(*loader_options)
+            if populate_existing:
+                execution_options["populate_existing"] = True
+            with translate_read_errors(self.model):
+                result = await self.session.scalars(stmt.execution_options(**execution_options))
+                obj = result.unique().one_or_none()
         else:
-            execution_options = {INCLUDE_DELETED: True} if include_deleted else {}
-            obj = await self.session.get(
-                self.model, self._info.identity(ident), execution_options=execution_options
-            )
+            identity = self._info.identity(ident)
+            with translate_read_errors(self.model):
+                obj = await self.session.get(
+                    self.model,
+                    identity,
+                    execution_options=execution_options,
+                    populate_existing=populate_existing,
+                )
         return self._visible(obj, include_deleted=include_deleted)
 
     async def get_by_id(
@@ -409,14 +504,20 @@ class BaseRepository(Generic[ModelT]):
         *,
         options: Sequence[ExecutableOption] = (),
         include_deleted: bool = False,
+        populate_existing: bool = False,
     ) -> ModelT:
-        """Return the row with primary key *ident*.
+        """Return the row with primary key *ident* (same lookup rules as ``get()``).
 
         Raises:
             NotFoundError: No visible row has that key (a soft-deleted row or another
                 tenant's row counts as missing).
         """
-        obj = await self.get(ident, options=options, include_deleted=include_deleted)
+        obj = await self.get(
+            ident,
+            options=options,
+            include_deleted=include_deleted,
+            populate_existing=populate_existing,
+        )
         if obj is None:
             raise self._not_found(ident)
         return obj
@@ -426,15 +527,22 @@ class BaseRepository(Generic[ModelT]):
         *where: ColumnElement[bool],
         options: Sequence[ExecutableOption] = (),
         include_deleted: bool = False,
+        populate_existing: bool = False,
         **eq: Any,
     ) -> ModelT | None:
         """Return the single row matching *where* and *eq*, or ``None``.
+
+        ``populate_existing=True`` overwrites an object already in the identity map with
+        the row read (see ``get()``).
 
         Raises:
             MultipleResultsFoundError: More than one row matches.
         """
         stmt = self._select(where, None, eq, options, include_deleted=include_deleted).limit(2)
-        rows = (await self.session.scalars(stmt)).unique().all()
+        if populate_existing:
+            stmt = stmt.execution_options(populate_existing=True)
+        with translate_read_errors(self.model):
+            rows = (await self.session.scalars(stmt)).unique().all()
         if len(rows) > 1:
             raise MultipleResultsFoundError(model=self.model)
         return rows[0] if rows else None
@@ -444,6 +552,7 @@ class BaseRepository(Generic[ModelT]):
         *where: ColumnElement[bool],
         options: Sequence[ExecutableOption] = (),
         include_deleted: bool = False,
+        populate_existing: bool = False,
         **eq: Any,
     ) -> ModelT:
         """Return the single row matching *where* and *eq*.
@@ -453,7 +562,11 @@ class BaseRepository(Generic[ModelT]):
             MultipleResultsFoundError: More than one row matches.
         """
         obj = await self.get_one_or_none(
-            *where, options=options, include_deleted=include_deleted, **eq
+            *where,
+            options=options,
+            include_deleted=include_deleted,
+            populate_existing=populate_existing,
+            **eq,
         )
         if obj is None:
             raise NotFoundError(f"{self.model.__name__} not found", model=self.model)
@@ -468,6 +581,7 @@ class BaseRepository(Generic[ModelT]):
         offset: int | None = None,
         options: Sequence[ExecutableOption] = (),
         include_deleted: bool = False,
+        populate_existing: bool = False,
         **eq: Any,
     ) -> builtins.list[ModelT]:
         """Return the rows matching *where*, *filters* and *eq*, in a deterministic order.
@@ -481,6 +595,8 @@ class BaseRepository(Generic[ModelT]):
             offset: Skip this many rows.
             options: Loader options.
             include_deleted: Also return soft-deleted rows.
+            populate_existing: Overwrite objects already in the identity map with the
+                rows read, and reload the relationships loaded with them.
             eq: Equality criteria on column attributes.
         """
         stmt = self._select(where, filters, eq, options, include_deleted=include_deleted)
@@ -489,8 +605,12 @@ class BaseRepository(Generic[ModelT]):
             stmt = stmt.limit(limit)
         if offset:
             stmt = stmt.offset(offset)
-        result = await self.session.scalars(stmt)
-        return builtins.list(result.unique().all() if stmt._with_options else result.all())  # noqa: SLF001
+        if populate_existing:
+            stmt = stmt.execution_options(populate_existing=True)
+        with translate_read_errors(self.model):
+            result = await self.session.scalars(stmt)
+            # A joined eager collection (lazy="joined" or joinedload()) repeats the entity.
+            return builtins.list(result.unique().all())
 
     async def count(
         self,
@@ -504,7 +624,8 @@ class BaseRepository(Generic[ModelT]):
         counter = count_statement(stmt, self._info, joined=self._joins(stmt))
         if include_deleted:
             counter = counter.execution_options(**{INCLUDE_DELETED: True})
-        return int(await self.session.scalar(counter) or 0)
+        with translate_read_errors(self.model):
+            return int(await self.session.scalar(counter) or 0)
 
     async def exists(
         self,
@@ -524,7 +645,8 @@ class BaseRepository(Generic[ModelT]):
         )
         if include_deleted:
             stmt = stmt.execution_options(**{INCLUDE_DELETED: True})
-        return bool(await self.session.scalar(stmt))
+        with translate_read_errors(self.model):
+            return bool(await self.session.scalar(stmt))
 
     async def search(
         self,
@@ -553,8 +675,9 @@ class BaseRepository(Generic[ModelT]):
         stmt = self._select(where, filters, {}, options, include_deleted=include_deleted)
         page = stmt.order_by(*(key.clause() for key in self._order(order_by)))
         page = page.limit(limit if include_total else limit + 1).offset(offset or None)
-        result = await self.session.scalars(page)
-        items = builtins.list(result.unique().all() if page._with_options else result.all())  # noqa: SLF001
+        with translate_read_errors(self.model):
+            result = await self.session.scalars(page)
+            items = builtins.list(result.unique().all())
         total: int | None = None
         has_more = False
         if include_total:
@@ -564,7 +687,8 @@ class BaseRepository(Generic[ModelT]):
                 counter = count_statement(stmt, self._info, joined=self._joins(stmt))
                 if include_deleted:
                     counter = counter.execution_options(**{INCLUDE_DELETED: True})
-                total = int(await self.session.scalar(counter) or 0)
+                with translate_read_errors(self.model):
+                    total = int(await self.session.scalar(counter) or 0)
             has_more = offset + len(items) < total
         else:
             has_more = len(items) > limit
@@ -587,6 +711,12 @@ class BaseRepository(Generic[ModelT]):
         Rows are compared on the sort keys plus the primary key, so a page never skips or
         repeats a row when rows are inserted or deleted before the cursor.
 
+        Cursors are encrypted and authenticated: they reveal no value and cannot be
+        forged. Each is bound to this repository class, the model, the sort order, the
+        untrusted ``filters``, ``include_deleted`` and the tenant in force, and refused
+        elsewhere; the trusted ``where`` expressions are not bound. A cursor expires
+        after ``cursor_max_age`` seconds when that is set.
+
         Args:
             where: SQLAlchemy boolean expressions (trusted code).
             filters: Untrusted filters, checked against ``filterable_fields``.
@@ -599,19 +729,25 @@ class BaseRepository(Generic[ModelT]):
 
         Raises:
             InvalidFilterError: Bad filter/sort input, a bad ``limit``, both cursors
-                given, or a malformed, tampered or mismatched cursor.
+                given, or a malformed, tampered, mismatched or expired cursor
+                (``detail["reason"]`` says which).
         """
         self._check_page(limit)
         stmt = self._select(where, filters, {}, options, include_deleted=include_deleted)
-        return await keyset_page(
-            self.session,
-            stmt,
-            self.model,
-            self._order(order_by),
-            limit=limit,
-            after=after,
-            before=before,
-        )
+        with translate_read_errors(self.model):
+            return await keyset_page(
+                self.session,
+                stmt,
+                self.model,
+                self._order(order_by),
+                limit=limit,
+                after=after,
+                before=before,
+                repository=type(self),
+                filters=filters,
+                include_deleted=include_deleted,
+                max_age=self.cursor_max_age,
+            )
 
     async def stream(
         self,
@@ -627,17 +763,113 @@ class BaseRepository(Generic[ModelT]):
 
         Uses a server-side cursor where the driver has one (``yield_per``). Keep the
         transaction open while iterating.
+
+        ``yield_per`` cannot load a collection by joining it (the rows of one object
+        could straddle two batches), so collections the model declares
+        ``lazy="joined"`` are loaded with ``selectinload()`` instead, one ``SELECT … IN``
+        per batch. A ``joinedload()`` of a collection in *options* is refused.
+
+        The MySQL/MariaDB drivers cannot run a query while a server-side cursor is open,
+        so there, when relationships are loaded eagerly (declared on the model or in
+        ``default_options``/*options*), the rows are read in keyset batches of
+        *batch_size* instead (ORDER BY must then name columns of the model).
+
+        Raises:
+            ConfigurationError: *options* join-load a collection (use ``selectinload()``),
+                or keyset batches are needed and ORDER BY has an expression.
         """
-        stmt = self._select(where, filters, eq, options, include_deleted=include_deleted)
-        stmt = stmt.order_by(*(key.clause() for key in self._order(order_by)))
-        result = await self.session.stream_scalars(stmt.execution_options(yield_per=batch_size))
+        joined = self._info.joined_collections
+        if joined:
+            options = (*(selectinload(getattr(self.model, r.key)) for r in joined), *options)
+        try:
+            stmt = self._select(where, filters, eq, options, include_deleted=include_deleted)
+            keys = self._order(order_by)
+            if self.dialect_name in {"mysql", "mariadb"} and (
+                self._info.eager_keys or self.default_options or options
+            ):
+                async for obj in self._stream_by_key(stmt, keys, batch_size):
+                    yield obj
+                return
+            stmt = stmt.order_by(*(key.clause() for key in keys))
+            with translate_read_errors(self.model):
+                result = await self.session.stream_scalars(
+                    stmt.execution_options(yield_per=batch_size)
+                )
+        except sa_exc.InvalidRequestError as exc:
+            # Raised before any row is read: yield_per with a joined collection, or a
+            # joinedload() of a collection the model declares lazy="joined".
+            if "yield_per" not in str(exc) and "in conflict" not in str(exc):
+                raise
+            msg = "stream() cannot join-load a collection: use selectinload()"
+            raise ConfigurationError(msg, model=self.model) from None
         async for obj in result:
             yield obj
 
+    async def _stream_by_key(
+        self, stmt: Select[Any], keys: Sequence[Any], batch_size: int
+    ) -> AsyncIterator[ModelT]:
+        """Yield the rows of *stmt* in *keys* order, one buffered keyset batch at a time."""
+        if not _is_int(batch_size) or batch_size <= 0:
+            msg = "batch_size must be a positive integer"
+            raise RepositoryError(msg, model=self.model)
+        after: builtins.list[Any] | None = None
+        while True:
+            batch = (
+                stmt if after is None else stmt.where(keyset_predicate(keys, after, forward=True))
+            )
+            batch = batch.order_by(*(key.clause() for key in keys)).limit(batch_size)
+            with translate_read_errors(self.model):
+                rows = (await self.session.scalars(batch)).unique().all()
+            if len(rows) == batch_size:
+                after = row_values(rows[-1], keys)
+            for obj in rows:
+                yield obj
+            if len(rows) < batch_size:
+                return
+
     # -- writes --------------------------------------------------------------------
 
-    async def create(self, obj_or_mapping: ModelT | Mapping[str, Any], /) -> ModelT:
+    async def _ready(self, objs: Sequence[Any], options: Sequence[ExecutableOption]) -> None:
+        """Load what a returned object must have, so that touching it needs no lazy IO.
+
+        That is the relationships the model declares eager (``lazy="joined"``,
+        ``"selectin"``…) and those named by ``default_options`` and *options*. One
+        ``SELECT`` by key loads whatever is not loaded yet (loaded attributes are kept),
+        and is skipped when nothing is missing.
+        """
+        loaders = (*self.default_options, *options)
+        eager = self._info.eager_keys
+        if not objs or not (loaders or eager):
+            return
+        states = [sa_inspect(o) for o in objs]
+        states = [
+            st for st in states if st.persistent and (loaders or not eager.isdisjoint(st.unloaded))
+        ]
+        if not states:
+            return
+        info = self._info
+        composite = len(info.pk_attrs) > 1
+        target = tuple_(*info.pk_attrs) if composite else info.pk_attrs[0]
+        idents = [st.identity if composite else st.identity[0] for st in states]
+        for start in range(0, len(idents), 500):
+            stmt = select(self.model).where(target.in_(idents[start : start + 500]))
+            stmt = stmt.options(*loaders).execution_options(**{INCLUDE_DELETED: True})
+            with translate_read_errors(self.model):
+                (await self.session.scalars(stmt)).unique().all()
+
+    async def create(
+        self,
+        obj_or_mapping: ModelT | Mapping[str, Any],
+        /,
+        *,
+        options: Sequence[ExecutableOption] = (),
+    ) -> ModelT:
         """Insert one row and return it with its key and defaults.
+
+        The returned object has the relationships the model declares eager loaded, and
+        those named by ``default_options`` and *options* (loader options, as for the
+        reads): touching them needs no IO. That costs one ``SELECT`` after the INSERT
+        when there is something to load.
 
         Prefer a mapping when the row links to objects already loaded
         (``{"title": "t", "author": user}``): the repository then builds the object inside
@@ -661,17 +893,23 @@ class BaseRepository(Generic[ModelT]):
             )
             self.session.add(obj)
             await self.session.flush()
+        await self._ready([obj], options)
         return obj
 
     async def get_or_create(
-        self, defaults: Mapping[str, Any] | None = None, **unique_eq: Any
+        self,
+        defaults: Mapping[str, Any] | None = None,
+        *,
+        options: Sequence[ExecutableOption] = (),
+        **unique_eq: Any,
     ) -> tuple[ModelT, bool]:
         """Return the row matching *unique_eq*, creating it from *unique_eq* and *defaults*.
 
         Race-safe: *unique_eq* must name a unique constraint. When a concurrent
         transaction inserts the same key first, the INSERT fails inside a SAVEPOINT and
         the row is read again with a locking read (which sees the latest committed row
-        even under MySQL's REPEATABLE READ). Returns ``(row, created)``.
+        even under MySQL's REPEATABLE READ). Returns ``(row, created)``; the row has
+        its eager relationships and those of *options* loaded, as ``create()``'s has.
 
         Raises:
             ConflictError: The key is taken by a row this call may not see (soft-deleted
@@ -680,48 +918,65 @@ class BaseRepository(Generic[ModelT]):
         if not unique_eq:
             msg = "get_or_create() needs at least one key=value"
             raise RepositoryError(msg, model=self.model)
-        found = await self.get_one_or_none(**unique_eq)
+        found = await self.get_one_or_none(options=options, **unique_eq)
         if found is not None:
             return found, False
         try:
-            return await self.create({**(defaults or {}), **unique_eq}), True
+            return await self.create({**(defaults or {}), **unique_eq}, options=options), True
         except RepositoryError as conflict:
             if not isinstance(conflict, UniqueViolationError):
                 raise
             stmt = self._select((), None, unique_eq, (), include_deleted=False)
-            stmt = stmt.with_for_update(read=True).execution_options(populate_existing=True)
-            found = (await self.session.scalars(stmt)).one_or_none()
+            # No eager JOIN under the lock: PostgreSQL refuses FOR SHARE on the nullable
+            # side of an outer join. The relationships are loaded afterwards.
+            stmt = stmt.options(lazyload("*")).with_for_update(read=True)
+            stmt = stmt.execution_options(populate_existing=True)
+            with translate_read_errors(self.model):
+                found = (await self.session.scalars(stmt)).one_or_none()
             if found is None:
                 raise
+            await self._ready([found], options)
             return found, False
 
     async def bulk_create(
-        self, rows: Iterable[ModelT | Mapping[str, Any]], *, batch_size: int = 1000
+        self,
+        rows: Iterable[ModelT | Mapping[str, Any]],
+        *,
+        batch_size: int = 1000,
+        options: Sequence[ExecutableOption] = (),
     ) -> builtins.list[ModelT]:
         """Insert many rows with multi-row ``INSERT … RETURNING`` and return them in order.
 
         All or nothing: the batches run inside one SAVEPOINT. Instances given are used as
-        value carriers; the returned objects are the persistent ones.
+        value carriers; the returned objects are the persistent ones, ready to use as
+        ``create()``'s are (eager relationships and *options* loaded, with one more
+        ``SELECT`` per 500 rows when there is something to load). A ``None`` value
+        behaves as in ``create()``: a column with a default (Python, server-side or an
+        autoincrement key) gets the default.
 
         Raises:
             ConflictError: A row broke a constraint; nothing was inserted.
         """
-        values = _bulk.row_dicts(self._info, rows)
+        values = _bulk.drop_defaulted_none(self._info, _bulk.row_dicts(self._info, rows))
         if not values:
             return []
         for row in values:
             self._check_tenant_value(row, insert=True)
         async with self.atomic(flush=True):
             await self._check_references(values)
-            return await _bulk.insert_returning(
+            objs = await _bulk.insert_returning(
                 self.session, self._info, values, batch_size=batch_size, dialect=self.dialect_name
             )
+        await self._ready(objs, options)
+        return objs
 
     async def update(
         self,
         obj_or_id: Any,
         values: Mapping[str, Any] | None = None,
         /,
+        *,
+        options: Sequence[ExecutableOption] = (),
         **changes: Any,
     ) -> ModelT:
         """Change attributes of one row and return it.
@@ -730,7 +985,9 @@ class BaseRepository(Generic[ModelT]):
         [`VersionMixin`][sqla_repo.mixins.VersionMixin]). Given a key, one
         ``UPDATE … RETURNING`` runs without loading the row first (``UPDATE`` then a
         ``SELECT`` where the dialect has no ``UPDATE … RETURNING``); the version is
-        incremented without a check.
+        incremented without a check. On a joined-table subclass, whose row spans several
+        tables, the key is first read with a locking ``SELECT``, then each table is
+        updated with its own columns and the row is read back.
 
         Raises:
             NotFoundError: No visible row has that key.
@@ -752,20 +1009,32 @@ class BaseRepository(Generic[ModelT]):
                 # allowed, so that reading it after the error needs no lazy load.
                 await self._reload(obj_or_id)
                 raise
+            await self._ready([obj_or_id], options)
             return obj_or_id
         if not merged:
-            return await self.get_by_id(obj_or_id)
+            return await self.get_by_id(obj_or_id, options=options)
+        info = self._info
+        identity = None
+        if not info.pk_keys_set.isdisjoint(merged):
+            # The key changes: where the row is read back after the UPDATE (no RETURNING),
+            # it is found by its new key.
+            old = info.identity(obj_or_id)
+            identity = pk_criterion(
+                info, tuple(merged.get(k, v) for k, v in zip(info.pk_keys, old, strict=True))
+            )
         async with self.atomic():
             await self._check_references([merged])
             obj = await _bulk.update_returning(
                 self.session,
-                self._info,
-                pk_criterion(self._info, obj_or_id),
-                update_values(self._info, merged),
+                info,
+                pk_criterion(info, obj_or_id),
+                update_values(info, merged),
                 update_returning=await self._update_returning(),
+                identity=identity,
             )
         if obj is None:
             raise self._not_found(obj_or_id)
+        await self._ready([obj], options)
         return obj  # type: ignore[no-any-return]
 
     async def update_where(
@@ -809,8 +1078,12 @@ class BaseRepository(Generic[ModelT]):
         *,
         conflict_on: Sequence[str],
         update: Sequence[str] | None = None,
+        options: Sequence[ExecutableOption] = (),
     ) -> ModelT:
         """Insert a row or, when *conflict_on* matches an existing row, update it.
+
+        The returned object is ready to use as ``create()``'s is (eager relationships
+        and *options* loaded).
 
         Args:
             values: The row.
@@ -819,11 +1092,17 @@ class BaseRepository(Generic[ModelT]):
                 used to read the row back).
             update: Columns to take from *values* on conflict (default: every given
                 column except the key, ``conflict_on`` and ``created_*``).
+            options: Loader options for the returned object.
 
         Raises:
-            ConflictError: The conflicting row is soft-deleted or another tenant's.
+            ConflictError: The conflicting row is soft-deleted, another tenant's or (on
+                a single-table subclass) a row of another class of the hierarchy.
+            RepositoryError: The model is a joined-table subclass: ``ON CONFLICT`` and
+                ``ON DUPLICATE KEY`` act on one table, so its upsert is refused.
         """
-        rows = await self.bulk_upsert([values], conflict_on=conflict_on, update=update)
+        rows = await self.bulk_upsert(
+            [values], conflict_on=conflict_on, update=update, options=options
+        )
         return rows[0]
 
     async def bulk_upsert(
@@ -833,6 +1112,7 @@ class BaseRepository(Generic[ModelT]):
         conflict_on: Sequence[str],
         update: Sequence[str] | None = None,
         batch_size: int = 1000,
+        options: Sequence[ExecutableOption] = (),
     ) -> builtins.list[ModelT]:
         """Upsert many rows atomically; return the resulting rows in input order.
 
@@ -846,7 +1126,7 @@ class BaseRepository(Generic[ModelT]):
             self._check_tenant_value(row, insert=True)
         async with self.atomic(flush=True):
             await self._check_references(values)
-            return await _bulk.upsert(
+            objs = await _bulk.upsert(
                 self.session,
                 self._info,
                 values,
@@ -855,11 +1135,73 @@ class BaseRepository(Generic[ModelT]):
                 batch_size=batch_size,
                 dialect=self.dialect_name,
             )
+        await self._ready(objs, options)
+        return objs
+
+    async def bulk_get_or_create(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        conflict_on: Sequence[str],
+        batch_size: int = 1000,
+        options: Sequence[ExecutableOption] = (),
+    ) -> builtins.list[ModelT]:
+        """Ensure a row exists for each *conflict_on* key; return the rows in input order.
+
+        Rows whose key is taken are not written at all: existing rows keep their values,
+        ``updated_at`` and ``version``. The same key may appear several times (the same
+        object is returned for each). Race-safe and deadlock-free under concurrent
+        callers: keys are inserted in sorted order with ``INSERT … ON CONFLICT DO
+        NOTHING`` (``ON DUPLICATE KEY UPDATE key = key`` on MySQL/MariaDB), then every
+        row is read back with one locking ``SELECT`` per *batch_size* keys. Atomic: the
+        writes run inside one SAVEPOINT.
+
+        ```python
+        tags = await TagRepository(session).bulk_get_or_create(
+            [{"name": n} for n in article_tags], conflict_on=["name"]
+        )
+        ```
+
+        Args:
+            rows: Mappings, each holding the *conflict_on* columns; the other values
+                are used only when the row is inserted.
+            conflict_on: The columns of a unique constraint (``ON CONFLICT`` names it
+                on PostgreSQL and SQLite).
+            batch_size: Rows per INSERT statement and keys per read-back.
+            options: Loader options for the returned objects.
+
+        Raises:
+            ConflictError: A key is taken by a row this call may not see (soft-deleted
+                or another tenant's), as for ``upsert()``; or a row broke another
+                constraint.
+            RepositoryError: A key value is ``None``, a column is unknown, or the model
+                is a joined-table subclass.
+        """
+        values = _bulk.row_dicts(self._info, rows)
+        if not values:
+            return []
+        for row in values:
+            self._check_tenant_value(row, insert=True)
+        async with self.atomic(flush=True):
+            await self._check_references(values)
+            objs = await _bulk.get_or_insert(
+                self.session,
+                self._info,
+                values,
+                conflict_on=conflict_on,
+                batch_size=batch_size,
+                dialect=self.dialect_name,
+            )
+        await self._ready(objs, options)
+        return objs
 
     async def delete(self, obj_or_id: Any, *, include_deleted: bool = False) -> None:
         """Delete one row for good (a hard delete), by instance or primary key.
 
-        By key, one ``DELETE`` runs without loading the row.
+        By key, one ``DELETE`` runs without loading the row. Where rows of the model
+        span several tables (joined-table inheritance, on the model or a subclass), the
+        key is read with a locking ``SELECT`` and the row is deleted from every table,
+        subclass tables first, as deleting the instance does.
 
         Raises:
             NotFoundError: No visible row has that key.

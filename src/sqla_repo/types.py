@@ -7,13 +7,16 @@ as a timezone-aware ``datetime`` in UTC, with microseconds, on every backend:
 * MySQL/MariaDB: ``DATETIME(6)`` holding UTC (``TIMESTAMP`` would be bound to 2038);
 * SQLite: SQLAlchemy's ISO-8601 text holding UTC, so text order is time order.
 
-Naive datetimes are rejected with [`NaiveDatetimeError`][sqla_repo.types.NaiveDatetimeError]
+Naive datetimes are rejected with [`NaiveDatetimeError`][sqla_repo.exceptions.NaiveDatetimeError]
 when they are bound to a statement (at flush, or when a statement compares a column with
 one): a naive value is ambiguous (``datetime.now()`` is local time, ``datetime.utcnow()``
 is not), and guessing silently corrupts data. Aware values in any zone are converted to
 UTC. SQLAlchemy reports an error raised while binding as a ``StatementError`` whose
 ``orig`` is the `NaiveDatetimeError`; the repository re-raises the `NaiveDatetimeError`
-itself, without the SQL and parameters SQLAlchemy's message quotes.
+itself, without the SQL and parameters SQLAlchemy's message quotes. It is an
+[`InvalidValueError`][sqla_repo.exceptions.InvalidValueError] (and so a ``ValueError``
+and a ``RepositoryError``); it is defined in ``sqla_repo.exceptions`` and importable
+from here too.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import DateTime, Interval
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from sqla_repo.exceptions import NaiveDatetimeError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
@@ -44,10 +49,6 @@ def _as_utc(value: dt.datetime) -> dt.datetime:
     if tz is None:
         return _combine(value.date(), value.time(), UTC)
     return value.astimezone(UTC)
-
-
-class NaiveDatetimeError(ValueError):
-    """A ``datetime`` without ``tzinfo`` was given where an instant in time is stored."""
 
 
 def utcnow() -> dt.datetime:
@@ -73,7 +74,7 @@ def ensure_utc(value: dt.datetime) -> dt.datetime:
             "naive datetime rejected: give it a time zone, "
             "e.g. datetime.now(timezone.utc) or value.replace(tzinfo=timezone.utc)"
         )
-        raise NaiveDatetimeError(msg)
+        raise NaiveDatetimeError(msg, detail={"reason": "naive_datetime"})
     return value.astimezone(UTC)
 
 

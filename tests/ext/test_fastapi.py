@@ -1,11 +1,13 @@
 """sqla_repo.ext.fastapi: sessions, repositories, query parameters, errors and context."""
 
 import asyncio
+import json
 import logging
+import re
 import subprocess
 import sys
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import httpx
 import pytest
@@ -15,8 +17,10 @@ from sqlalchemy import event, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from models import Document, Ticket, User
+from oracle import PublicAccounts
 from repositories import DocumentRepository, TicketRepository, UserRepository
 from sqla_repo import (
+    ALL_COLUMNS,
     CheckViolationError,
     ConcurrencyError,
     ConfigurationError,
@@ -214,7 +218,7 @@ def build_app(  # noqa: C901 - one small endpoint per case
         documents: Annotated[DocumentRepository, Depends(get_documents)],
     ) -> list[DocumentOut]:
         await asyncio.sleep(0)
-        return [DocumentOut.model_validate(d) for d in await documents.list(order_by="slug")]
+        return [DocumentOut.model_validate(d) for d in await documents.list(order_by=Document.slug)]
 
     @app.get("/documents/{document_id}")
     async def read_document(
@@ -513,6 +517,15 @@ class SmallPages(BaseRepository[User]):
     max_page_size = 5
 
 
+class PerField(BaseRepository[User]):
+    filterable_fields: ClassVar = {
+        "email": ("eq", "iexact"),
+        "age": ("gte", "le", "between"),
+        "name": ("eq", "icontains"),
+    }
+    sortable_fields = ("name", "email")
+
+
 class TestSearchParams:
     async def test_defaults(self):
         """A request without parameters is valid: limit 20, offset 0, no order, no filter."""
@@ -651,8 +664,11 @@ class TestSearchParams:
         assert filters["in"] == "query"
         assert filters["schema"]["type"] == "object"
         pattern = filters["schema"]["propertyNames"]["pattern"]
-        assert pattern.startswith("^(?:age|email|name)(?:__(?:between|")
-        assert "email" in filters["description"]
+        assert pattern.startswith("^(?:(?:age|email|name)(?:__(?:between|contains|endswith|")
+        description = filters["description"]
+        assert "Fields: age, email, name. Operators: between, contains, endswith," in description
+        assert re.match(pattern, "email__iexact")
+        assert not re.match(pattern, "username")
 
     async def test_search_on_every_backend(self, factory):
         """Filters and sort from the query string narrow and order real rows."""
@@ -686,6 +702,153 @@ class TestSearchParams:
             assert await names(status__in="active,disabled", name__ne="Ann") == ["Bob"]
             assert await names(name__in="") == []
             assert await names(email__ilike="A%") == ["Ann"]
+
+    def test_openapi_lists_operators_per_field(self):
+        """With per-field operators, the description and pattern list each field's own."""
+        app = _params_app(search_params(PerField))
+        parameters = {p["name"]: p for p in app.openapi()["paths"]["/"]["get"]["parameters"]}
+        description = parameters["filters"]["description"]
+        assert (
+            "Fields and their operators: age: between, ge, gte, le, lte; "
+            "email: eq, iexact; name: eq, icontains."
+        ) in description
+        pattern = re.compile(parameters["filters"]["schema"]["propertyNames"]["pattern"])
+        for key in ("email", "email__iexact", "age__gte", "age__lte", "name__icontains"):
+            assert pattern.match(key), key
+        for key in ("age", "age__eq", "email__ilike", "name__contains", "password_hash"):
+            assert not pattern.match(key), key
+        assert "Fields: email, name." in parameters["sort"]["description"]
+
+    async def test_operator_not_allowed_is_a_422(self):
+        """An operator the field does not list is a 422 naming the parameter."""
+        app = _params_app(search_params(PerField))
+        assert (await _get(app, "?email__iexact=A@x.org&age__le=3")).status_code == 200
+        response = await _get(app, "?email__startswith=a&age=3")
+        assert response.status_code == 422
+        problems = {e["loc"][-1]: e["type"] for e in response.json()["detail"]}
+        assert problems == {
+            "email__startswith": "operator_not_allowed",
+            "age": ("operator_not_allowed"),
+        }
+
+
+class TestWhitelistsAtStartUp:
+    @pytest.mark.parametrize("factory", [search_params, cursor_params])
+    def test_unset_whitelists_fail_when_the_dependency_is_made(self, factory):
+        """A repository with neither whitelist cannot back a query-string dependency."""
+
+        class Unset(BaseRepository[User]):
+            pass
+
+        with pytest.raises(ConfigurationError) as info:
+            factory(Unset)
+        message = str(info.value)
+        assert "Unset.filterable_fields" in message
+        assert "Unset.sortable_fields" in message
+        assert "ALL_COLUMNS" in message
+
+    @pytest.mark.parametrize("factory", [search_params, cursor_params])
+    async def test_one_unset_whitelist_closes_its_channel(self, factory):
+        """With only one whitelist set, the other channel refuses everything with a 422."""
+
+        class FilterOnly(BaseRepository[User]):
+            filterable_fields = ("name",)
+
+        class SortOnly(BaseRepository[User]):
+            sortable_fields = ("name",)
+
+        filter_only = _params_app(factory(FilterOnly))
+        assert (await _get(filter_only, "?name=a")).status_code == 200
+        response = await _get(filter_only, "?sort=name")
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["type"] == "not_sortable"
+        sort_only = _params_app(factory(SortOnly))
+        assert (await _get(sort_only, "?sort=-name")).status_code == 200
+        response = await _get(sort_only, "?name=a")
+        assert response.json()["detail"][0]["type"] == "unknown_field"
+        parameters = {p["name"]: p for p in sort_only.openapi()["paths"]["/"]["get"]["parameters"]}
+        assert (
+            "Fields: none (filtering is not available)." in (parameters["filters"]["description"])
+        )
+        parameters = {
+            p["name"]: p for p in filter_only.openapi()["paths"]["/"]["get"]["parameters"]
+        }
+        assert "Fields: none (sorting is not available)." in parameters["sort"]["description"]
+
+    def test_malformed_operator_list_fails_when_the_class_is_made(self):
+        """An unknown operator in filterable_fields is refused before any request."""
+        with pytest.raises(ConfigurationError) as info:
+
+            class Typo(BaseRepository[User]):
+                filterable_fields: ClassVar = {"email": ("eq", "equals")}
+                sortable_fields = ()
+
+        assert "equals" in str(info.value)
+
+    @pytest.mark.parametrize("factory", [search_params, cursor_params])
+    def test_unknown_field_fails_when_the_dependency_is_made(self, factory):
+        """A whitelisted name the model does not have is refused before any request."""
+
+        class Typo(BaseRepository[User]):
+            filterable_fields = ("emial",)
+            sortable_fields = ()
+
+        with pytest.raises(ConfigurationError) as info:
+            factory(Typo)
+        assert "emial" in str(info.value)
+
+    @pytest.mark.parametrize("factory", [search_params, cursor_params])
+    async def test_all_columns(self, factory):
+        """ALL_COLUMNS lists every column attribute, for filters and sort alike."""
+
+        class Open(BaseRepository[User]):
+            filterable_fields = ALL_COLUMNS
+            sortable_fields = ALL_COLUMNS
+
+        app = _params_app(factory(Open))
+        assert (await _get(app, "?username__icontains=a&sort=-created_by")).status_code == 200
+        parameters = {p["name"]: p for p in app.openapi()["paths"]["/"]["get"]["parameters"]}
+        assert "username" in parameters["sort"]["description"]
+        assert "username" in parameters["filters"]["description"]
+
+
+class TestPasswordHashOracle:
+    """The ORM-leak scenario: a hidden password_hash probed through the query string."""
+
+    @pytest.mark.parametrize("factory", [search_params, cursor_params])
+    @pytest.mark.parametrize(
+        ("query", "loc", "kind"),
+        [
+            ("?password_hash__startswith=$2b", "password_hash__startswith", "unknown_field"),
+            ("?password_hash=x", "password_hash", "unknown_field"),
+            ("?password_hash__gt=$2a", "password_hash__gt", "unknown_field"),
+            ("?sort=password_hash", "sort", "not_sortable"),
+            ("?sort=name,-password_hash", "sort", "not_sortable"),
+            ("?email__startswith=a", "email__startswith", "operator_not_allowed"),
+        ],
+    )
+    async def test_refused_with_a_422(self, factory, query, loc, kind):
+        """Filtering or sorting on the hidden column is a 422, exactly like a missing one."""
+        response = await _get(_params_app(factory(PublicAccounts)), query)
+        assert response.status_code == 422
+        (error,) = response.json()["detail"]
+        assert (error["loc"], error["type"]) == (["query", loc], kind)
+        assert "$2" not in error["msg"]
+
+    async def test_hidden_and_missing_columns_answer_alike(self):
+        """The 422 for a hidden column reads like the one for a column that does not exist."""
+        app = _params_app(search_params(PublicAccounts))
+        hidden = (await _get(app, "?password_hash__startswith=x")).json()["detail"][0]
+        missing = (await _get(app, "?no_such_column__startswith=x")).json()["detail"][0]
+        assert hidden["type"] == missing["type"]
+        assert hidden["msg"].replace("password_hash", "?") == missing["msg"].replace(
+            "no_such_column", "?"
+        )
+
+    def test_openapi_does_not_mention_the_hidden_column(self):
+        """The schema lists the public fields only."""
+        app = _params_app(cursor_params(PublicAccounts))
+        assert "password_hash" not in json.dumps(app.openapi())
 
 
 class TestCursorParams:
@@ -890,3 +1053,33 @@ def test_import_error_names_the_extra():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert 'pip install "sqla_repo[fastapi]"' in result.stdout
+
+
+class TestEphemeralCursorSecretWarning:
+    """cursor_params() warns at start-up when cursors would not survive another worker."""
+
+    @pytest.fixture(autouse=True)
+    def fresh_secret(self, monkeypatch):
+        """Forget the process-wide secret and the environment variable; restored after."""
+        from sqla_repo import _cursors  # noqa: PLC0415
+
+        monkeypatch.setattr(_cursors, "_keyring", None)
+        monkeypatch.setattr(_cursors, "_ephemeral", False)
+        monkeypatch.delenv("SQLA_REPO_CURSOR_SECRET", raising=False)
+
+    def test_warns_with_the_per_process_secret(self, caplog):
+        with caplog.at_level(logging.WARNING, logger="sqla_repo.ext.fastapi"):
+            cursor_params(UserRepository)
+        (record,) = [r for r in caplog.records if r.name == "sqla_repo.ext.fastapi"]
+        assert "SQLA_REPO_CURSOR_SECRET" in record.getMessage()
+        assert "UserRepository" in record.getMessage()
+
+    def test_silent_with_a_shared_secret(self, monkeypatch, caplog):
+        from sqla_repo.pagination import cursor_secret_is_ephemeral  # noqa: PLC0415
+
+        monkeypatch.setenv("SQLA_REPO_CURSOR_SECRET", "a secret shared by every worker")
+        assert not cursor_secret_is_ephemeral()
+        with caplog.at_level(logging.WARNING, logger="sqla_repo.ext.fastapi"):
+            cursor_params(UserRepository)
+            search_params(UserRepository)
+        assert [r for r in caplog.records if r.name == "sqla_repo.ext.fastapi"] == []

@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+import pytest_asyncio
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import joinedload
+from typing_extensions import Self
 
 from models import Post, Status, Tag, User
-from sqla_repo.exceptions import InvalidFilterError
-from sqla_repo.filters import MAX_VALUE_LENGTH, OPERATORS, compile_filters, compile_order_by
+from oracle import ACCOUNTS, Account, OpenAccounts, OracleBase, PublicAccounts, UnsetAccounts
+from sqla_repo.exceptions import ConfigurationError, InvalidFilterError
+from sqla_repo.filters import (
+    ALL_COLUMNS,
+    MAX_VALUE_LENGTH,
+    OPERATORS,
+    compile_filters,
+    compile_order_by,
+)
+from sqla_repo.repository import BaseRepository
 from sqla_repo.types import utcnow
 
 UTC = dt.timezone.utc
@@ -66,12 +78,16 @@ async def users(session: AsyncSession) -> dict[str, User]:
 
 
 async def keys_of(session: AsyncSession, filters: Any, order_by: Any = None, **kw: Any) -> Any:
-    """Return the matching row keys: a set, or a list when an order is given."""
+    """Return the matching row keys: a set, or a list when an order is given.
+
+    Every column is filterable and sortable (``ALL_COLUMNS``) unless *allowed* says otherwise.
+    """
+    kw.setdefault("allowed", ALL_COLUMNS)
     stmt = select(User).where(*compile_filters(User, filters, **kw))
     if order_by is None:
         rows = (await session.scalars(stmt)).all()
         return {user.email.split("@")[0] for user in rows}
-    keys = compile_order_by(User, order_by)
+    keys = compile_order_by(User, order_by, allowed=ALL_COLUMNS)
     rows = (await session.scalars(stmt.order_by(*[k.clause() for k in keys]))).all()
     return [user.email.split("@")[0] for user in rows]
 
@@ -176,6 +192,23 @@ async def test_types(session, users, filters, expected):
         ({"name__ilike": "%F\\_S%"}, {"sale"}),
         ({"name__ilike": "emile"}, {"plain"}),
         ({"name__ilike": "%MILE"}, {"upper", "lower", "plain"}),
+        ({"name__iexact": "ALICE"}, {"alice", "alice2"}),
+        ({"name__iexact": "alic"}, set()),
+        ({"name__iexact": "50% OFF_SALE"}, {"sale"}),
+        ({"name__iexact": "500 off%"}, set()),
+        ({"name__iexact": "BACK\\SLASH"}, {"slash"}),
+        ({"name__iexact": ""}, {"empty"}),
+        ({"name__iexact": "emile"}, {"plain"}),
+        ({"name__icontains": "% OFF_"}, {"sale"}),
+        ({"name__icontains": "LIC"}, {"alice", "alice2"}),
+        ({"name__icontains": "_"}, {"sale"}),
+        ({"name__istartswith": "50%"}, {"sale"}),
+        ({"name__istartswith": "a"}, {"alice", "alice2"}),
+        ({"name__iendswith": "_SALE"}, {"sale"}),
+        ({"name__iendswith": "SALE"}, {"sale", "items"}),
+        ({"name__iendswith": "\\slash"}, {"slash"}),
+        ({"name__iendswith": "\\\\SLASH"}, set()),
+        ({"name__iendswith": "K\\SLASH"}, {"slash"}),
     ],
 )
 async def test_text_operators(session, users, filters, expected):
@@ -364,7 +397,7 @@ async def test_order_with_nulls(session, users, order_by, expected):
 
 async def test_order_with_eager_collection_and_limit(session, users):
     """Nullable sort keys survive the ORM's subquery wrapping for eager loads."""
-    keys = compile_order_by(User, "-age")
+    keys = compile_order_by(User, "-age", allowed=ALL_COLUMNS)
     stmt = (
         select(User).options(joinedload(User.posts)).order_by(*[k.clause() for k in keys]).limit(3)
     )
@@ -462,13 +495,188 @@ junk_filters = st.dictionaries(
 async def test_junk_input_never_reaches_the_driver_as_an_error(session, users, filters):
     """Random input either runs or raises InvalidFilterError; the table is unchanged."""
     try:
-        conditions = compile_filters(User, filters)
+        conditions = compile_filters(User, filters, allowed=ALL_COLUMNS)
     except InvalidFilterError as exc:
         event(f"refused: {exc.detail['reason']}")
         return
     event("executed")
-    keys = compile_order_by(User, "-age,name")
+    keys = compile_order_by(User, "-age,name", allowed=ALL_COLUMNS)
     stmt = select(User.id).where(*conditions).order_by(*[k.clause() for k in keys])
     async with session.begin_nested():
         await session.execute(stmt)
     assert await session.scalar(select(func.count()).select_from(User)) == len(ROWS)
+
+
+# -- whitelists: deny by default, per-field operators, the password_hash oracle ---------------
+
+
+@pytest_asyncio.fixture
+async def account_table(engine: AsyncEngine) -> AsyncIterator[None]:
+    """The oracle model's table, dropped after the test's session ends.
+
+    Tests name ``accounts`` before ``session`` so that the table is made first (SQLite
+    cannot drop a table while the session's transaction still holds the database).
+    """
+    async with engine.begin() as conn:
+        await conn.run_sync(OracleBase.metadata.drop_all)
+        await conn.run_sync(OracleBase.metadata.create_all)
+    yield
+    async with engine.begin() as conn:
+        await conn.run_sync(OracleBase.metadata.drop_all)
+
+
+@pytest_asyncio.fixture
+async def accounts(account_table: None, session: AsyncSession) -> list[Account]:
+    """Two accounts, rolled back with the test's session."""
+    rows = [Account(**row) for row in ACCOUNTS]
+    session.add_all(rows)
+    await session.flush()
+    return rows
+
+
+class Statements:
+    """Counts the statements a session sends while it is active."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.count = 0
+        self._engine = session.bind.engine.sync_engine  # type: ignore[union-attr]
+
+    def _count(self, *_args: Any) -> None:
+        self.count += 1
+
+    def __enter__(self) -> Self:
+        sa_event.listen(self._engine, "before_cursor_execute", self._count)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        sa_event.remove(self._engine, "before_cursor_execute", self._count)
+
+
+HIDDEN_FILTERS = [
+    {"password_hash__startswith": "$2b"},
+    {"password_hash__like": "$2b%"},
+    {"password_hash__gt": "$2a"},
+    {"password_hash": "$2b$12$aaaa"},
+    {"password_hash__in": "$2b$12$aaaa"},
+    {"password_hash__is_null": "false"},
+]
+HIDDEN_SORTS = ["password_hash", "-password_hash", ["name", "-password_hash"]]
+
+
+def _calls(repo: BaseRepository[Any], **kwargs: Any) -> list[Any]:
+    """Every read that takes untrusted input, with *kwargs* (filters and/or order_by)."""
+    filters_only = {k: v for k, v in kwargs.items() if k == "filters"}
+    calls = [repo.search(limit=5, **kwargs), repo.paginate(limit=5, **kwargs)]
+    calls.append(repo.list(**kwargs))
+    if filters_only:
+        calls += [repo.count(**filters_only), repo.exists(**filters_only)]
+    return calls
+
+
+@pytest.mark.parametrize("filters", HIDDEN_FILTERS)
+async def test_unset_filter_whitelist_is_a_configuration_error(accounts, session, filters):
+    """With filterable_fields unset, any named field is refused before any SQL is sent."""
+    repo = UnsetAccounts(session)
+    with Statements(session) as sent:
+        for call in _calls(repo, filters=filters):
+            with pytest.raises(ConfigurationError) as info:
+                await call
+            assert "UnsetAccounts.filterable_fields is not set" in str(info.value)
+            assert "ALL_COLUMNS" in str(info.value)
+        with pytest.raises(ConfigurationError):
+            [row async for row in repo.stream(filters=filters)]
+    assert sent.count == 0
+
+
+@pytest.mark.parametrize("order_by", HIDDEN_SORTS)
+async def test_unset_sort_whitelist_is_a_configuration_error(accounts, session, order_by):
+    """With sortable_fields unset, a sort field name is refused before any SQL is sent."""
+    repo = UnsetAccounts(session)
+    with Statements(session) as sent:
+        for call in _calls(repo, order_by=order_by):
+            with pytest.raises(ConfigurationError) as info:
+                await call
+            assert "UnsetAccounts.sortable_fields is not set" in str(info.value)
+    assert sent.count == 0
+
+
+async def test_unset_whitelists_keep_trusted_input(accounts, session):
+    """Empty filters, *where, **eq, expressions and the default order need no whitelist."""
+    repo = UnsetAccounts(session)
+    assert len(await repo.list(filters={})) == 2
+    assert len((await repo.search(filters=None, order_by="", limit=5)).items) == 2
+    assert [a.name for a in await repo.list(Account.password_hash.startswith("$2b"))] == ["Ada"]
+    assert [a.name for a in await repo.list(name="Bob")] == ["Bob"]
+    found = await repo.paginate(order_by=[Account.password_hash.desc()], limit=5)
+    assert [a.name for a in found.items] == ["Bob", "Ada"]
+
+
+@pytest.mark.parametrize("filters", HIDDEN_FILTERS)
+async def test_hidden_column_cannot_be_filtered(accounts, session, filters):
+    """A column missing from the whitelist is refused like a column that does not exist."""
+    repo = PublicAccounts(session)
+    with Statements(session) as sent:
+        for call in _calls(repo, filters=filters):
+            with pytest.raises(InvalidFilterError) as info:
+                await call
+            assert info.value.detail["field"] == "password_hash"
+            assert info.value.detail["reason"] == "unknown_field"
+            assert "$2" not in str(info.value)
+    assert sent.count == 0
+
+
+@pytest.mark.parametrize("order_by", HIDDEN_SORTS)
+async def test_hidden_column_cannot_be_sorted(accounts, session, order_by):
+    """Sorting by a hidden column (an ordering oracle) is refused before any SQL is sent."""
+    repo = PublicAccounts(session)
+    with Statements(session) as sent:
+        for call in _calls(repo, order_by=order_by):
+            with pytest.raises(InvalidFilterError) as info:
+                await call
+            assert info.value.detail["reason"] == "not_sortable"
+    assert sent.count == 0
+
+
+async def test_per_field_operators(accounts, session):
+    """Listed operators answer; any other operator on the field is refused, naming both."""
+    repo = PublicAccounts(session)
+    assert [a.name for a in await repo.list(filters={"email__iexact": "ADA@X.ORG"})] == ["Ada"]
+    assert [a.name for a in await repo.list(filters={"name__icontains": "O"})] == ["Bob"]
+    page = await repo.paginate(filters={"email": "bob@x.org"}, order_by="-name", limit=5)
+    assert [a.name for a in page.items] == ["Bob"]
+    with Statements(session) as sent:
+        for filters in ({"email__startswith": "a"}, {"name__ne": "Ada"}, {"email__gt": "a"}):
+            with pytest.raises(InvalidFilterError) as info:
+                await repo.search(filters=filters, limit=5)
+            field, _, op = next(iter(filters)).partition("__")
+            assert (info.value.detail["field"], info.value.detail["operator"]) == (field, op)
+            assert info.value.detail["reason"] == "operator_not_allowed"
+    assert sent.count == 0
+
+
+async def test_all_columns_is_an_explicit_opt_in(accounts, session):
+    """ALL_COLUMNS opens every column, the secret one included: the developer's choice."""
+    repo = OpenAccounts(session)
+    found = await repo.list(filters={"password_hash__startswith": "$2b"}, order_by="password_hash")
+    assert [a.name for a in found] == ["Ada"]
+
+
+async def test_relationship_path_whitelist(session, users):
+    """A path with its own operator list: listed operators answer, others are refused."""
+
+    class Posts(BaseRepository[Post]):
+        filterable_fields: ClassVar = {"author.name": ("eq", "iexact"), "title": ("eq",)}
+        sortable_fields = ALL_COLUMNS
+
+    alice = await session.get(User, users["alice"].id)
+    session.add_all([Post(title="one", author=alice), Post(title="two")])
+    await session.flush()
+    repo = Posts(session)
+    found = await repo.list(filters={"author.name__iexact": "ALICE"}, order_by="title")
+    assert [p.title for p in found] == ["one"]
+    with pytest.raises(InvalidFilterError) as info:
+        await repo.list(filters={"author.name__contains": "A"})
+    assert info.value.detail["reason"] == "operator_not_allowed"
+    with pytest.raises(InvalidFilterError) as info:
+        await repo.list(filters={"author.email": "alice@example.org"})
+    assert info.value.detail["reason"] == "unknown_field"

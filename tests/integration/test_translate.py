@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import datetime as dt
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import backends
 from models import Post, Product, User
+from reliability.support import FAULT_SQL
+from repositories import PostRepository, ProductRepository
 from sqla_repo import (
     CheckViolationError,
     ConflictError,
     ForeignKeyViolationError,
+    InvalidValueError,
+    NaiveDatetimeError,
     NotNullViolationError,
+    StatementTimeoutError,
     UniqueViolationError,
 )
 from sqla_repo._translate import translate_errors
@@ -196,11 +203,11 @@ async def test_violation(
     assert error.model is violation.model
     assert error.detail["model"] == violation.model.__name__
     assert isinstance(error.__cause__, sa_exc.DBAPIError)
-    for text in (str(error), repr(error), str(error.detail)):
-        assert "INSERT" not in text
-        assert "DELETE" not in text
+    for shown in (str(error), repr(error), str(error.detail)):
+        assert "INSERT" not in shown
+        assert "DELETE" not in shown
         if violation.leak is not None:
-            assert violation.leak not in text
+            assert violation.leak not in shown
 
     # The savepoint was rolled back; the session and the earlier rows are intact.
     assert await session.scalar(select(func.count()).select_from(violation.model)) == before
@@ -244,3 +251,156 @@ async def test_non_integrity_error_passes_through(session: AsyncSession) -> None
         await _attempt(session, Product, lambda s: s.execute(select(func.no_such_function_xyz())))
     assert not isinstance(info.value, sa_exc.IntegrityError)
     assert await session.scalar(select(func.count()).select_from(Product)) == 0
+
+
+# -- naive datetimes: NaiveDatetimeError itself, on every read and write path ---------------
+
+NAIVE = dt.datetime(2024, 5, 1, 7)  # noqa: DTZ001 - the value under test
+LEAKS = ("SELECT", "INSERT", "UPDATE", "DELETE", "posts", "2024-05-01")
+
+
+async def _drain(rows: AsyncIterator[Any]) -> None:
+    async for _ in rows:
+        pass
+
+
+READS: dict[str, Callable[[PostRepository], Awaitable[Any]]] = {
+    "list": lambda repo: repo.list(Post.created_at < NAIVE),
+    "get_one_or_none": lambda repo: repo.get_one_or_none(Post.created_at < NAIVE),
+    "count": lambda repo: repo.count(Post.created_at < NAIVE),
+    "exists": lambda repo: repo.exists(Post.created_at < NAIVE),
+    "search": lambda repo: repo.search(Post.created_at < NAIVE),
+    "paginate": lambda repo: repo.paginate(Post.created_at < NAIVE),
+    "stream": lambda repo: _drain(repo.stream(Post.created_at < NAIVE)),
+}
+
+
+def _writes(post: Post) -> dict[str, Callable[[PostRepository], Awaitable[Any]]]:
+    other = {"title": "other", "created_at": NAIVE}
+    return {
+        "create": lambda repo: repo.create({"title": "t", "created_at": NAIVE}),
+        "create_instance": lambda repo: repo.create(Post(title="t", created_at=NAIVE)),
+        "update_instance": lambda repo: repo.update(post, created_at=NAIVE),
+        "update_by_id": lambda repo: repo.update(post.id, created_at=NAIVE),
+        "update_where_value": lambda repo: repo.update_where(
+            Post.id == post.id, values={"created_at": NAIVE}
+        ),
+        "update_where_condition": lambda repo: repo.update_where(
+            Post.created_at < NAIVE, values={"title": "x"}
+        ),
+        "delete_where": lambda repo: repo.delete_where(Post.created_at < NAIVE),
+        "bulk_create": lambda repo: repo.bulk_create([{"title": "t", "created_at": NAIVE}]),
+        "bulk_update": lambda repo: repo.bulk_update([{"id": post.id, "created_at": NAIVE}]),
+        "upsert": lambda repo: repo.upsert(
+            {"id": post.id, "title": "t", "created_at": NAIVE}, conflict_on=["id"]
+        ),
+        "bulk_upsert": lambda repo: repo.bulk_upsert(
+            [{"id": post.id, **other}], conflict_on=["id"]
+        ),
+    }
+
+
+def _check_naive(error: NaiveDatetimeError) -> None:
+    assert type(error) is NaiveDatetimeError
+    assert isinstance(error, InvalidValueError)
+    assert isinstance(error.__cause__, sa_exc.StatementError)
+    assert error.detail["reason"] == "naive_datetime"
+    for leak in LEAKS:
+        assert leak not in str(error)
+
+
+@pytest.mark.parametrize("read", sorted(READS))
+async def test_naive_datetime_in_a_read(session: AsyncSession, read: str) -> None:
+    """A read comparing a UTCDateTime column with a naive value raises NaiveDatetimeError."""
+    repo = PostRepository(session)
+    await repo.create({"title": "kept"})
+    with pytest.raises(NaiveDatetimeError) as info:
+        await READS[read](repo)
+    _check_naive(info.value)
+    # Refused while binding, before the database saw the statement: the transaction lives.
+    assert await repo.count() == 1
+
+
+@pytest.mark.parametrize("write", sorted(_writes(Post())))
+async def test_naive_datetime_in_a_write(session: AsyncSession, write: str) -> None:
+    """Every write path raises NaiveDatetimeError itself; the transaction goes on."""
+    repo = PostRepository(session)
+    post = await repo.create({"title": "kept"})
+    with pytest.raises(NaiveDatetimeError) as info:
+        await _writes(post)[write](repo)
+    _check_naive(info.value)
+    assert await repo.count() == 1
+    assert (await repo.get_by_id(post.id)).title == "kept"
+
+
+# -- statement timeouts ----------------------------------------------------------------------
+
+
+def _timeouts(backend: backends.Backend) -> Any:
+    sql = FAULT_SQL.get(backend.name)
+    if sql is None:
+        pytest.skip(f"{backend.name} has no statement timeout")
+    return sql
+
+
+async def _set_timeout(session: AsyncSession, sql: Any, ms: int) -> None:
+    await session.execute(text(sql.statement_timeout.format(ms=ms, seconds=ms / 1000)))
+
+
+async def test_statement_timeout_in_a_read(
+    session: AsyncSession, backend: backends.Backend
+) -> None:
+    """A read cancelled by the statement timeout raises StatementTimeoutError, fast."""
+    sql = _timeouts(backend)
+    repo = ProductRepository(session)
+    await repo.create({"sku": "slow"})
+    await _set_timeout(session, sql, 50)
+    try:
+        started = time.perf_counter()
+        with pytest.raises(StatementTimeoutError) as info:
+            await repo.list(text(sql.sleep.format(seconds=2.0)))
+        assert time.perf_counter() - started < 1.5
+        error = info.value
+        assert isinstance(error.__cause__, sa_exc.DBAPIError)
+        assert error.detail == {"model": "Product", "reason": "statement_timeout"}
+        assert "SELECT" not in str(error)
+        assert "sleep" not in str(error).lower()
+        if backend.name == "postgresql":
+            # PostgreSQL aborted the transaction: nothing runs until it is rolled back.
+            with pytest.raises(sa_exc.DBAPIError):
+                await repo.count()
+            await session.rollback()
+        else:
+            # MariaDB cancelled the statement only: the transaction goes on.
+            assert await repo.count() == 1
+    finally:
+        await _set_timeout(session, sql, 0)
+
+
+async def test_statement_timeout_in_a_write(
+    session: AsyncSession, backend: backends.Backend
+) -> None:
+    """A write cancelled by the statement timeout: StatementTimeoutError; the transaction goes on.
+
+    On PostgreSQL the write ran inside a SAVEPOINT, which is rolled back.
+    """
+    sql = _timeouts(backend)
+    repo = ProductRepository(session)
+    await repo.create({"sku": "kept"})
+    await _set_timeout(session, sql, 50)
+    try:
+        with pytest.raises(StatementTimeoutError):
+            await repo.update_where(
+                text(sql.sleep.format(seconds=2.0)), values={"price": Decimal(1)}
+            )
+        await _set_timeout(session, sql, 0)
+        assert [p.price for p in await repo.list()] == [Decimal(0)]
+    finally:
+        await _set_timeout(session, sql, 0)
+
+
+async def test_statement_timeout_through_fastapi_is_503() -> None:
+    """The FastAPI handlers answer a statement timeout with 503, and a naive datetime 422."""
+    fastapi_errors = pytest.importorskip("sqla_repo.ext._fastapi_errors")
+    assert fastapi_errors.status_code_for(StatementTimeoutError()) == 503
+    assert fastapi_errors.status_code_for(NaiveDatetimeError("naive")) == 422

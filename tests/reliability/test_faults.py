@@ -3,7 +3,7 @@
 A connection killed mid-write surfaces as SQLAlchemy's disconnect error (a ``DBAPIError``
 with ``connection_invalidated`` set), not as a library error: the transaction is lost and
 nothing of it persists, and the pool hands out working connections afterwards. A lock
-timeout is a ``ConcurrencyError``; a statement timeout is passed through untranslated.
+timeout is a ``ConcurrencyError``; a statement timeout is a ``StatementTimeoutError``.
 Every scenario is bounded in time: a fault must fail fast, never hang.
 """
 
@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from models import Product
 from reliability.support import Faults, bounded, count_rows, race
 from repositories import ProductRepository
-from sqla_repo import ConcurrencyError, RepositoryError
+from sqla_repo import ConcurrencyError, RepositoryError, StatementTimeoutError
 
 BATCH_ROWS = 50_000
 BATCH_SIZE = 100
@@ -220,8 +220,8 @@ async def test_lock_timeout_is_a_concurrency_error(faults: Faults, call):
         assert await count_rows(session, Product.__table__) == 2
 
 
-async def test_statement_timeout_on_a_write_is_passed_through(faults: Faults):
-    """A write cancelled by statement timeout raises the driver's error, fast; the rest lives."""
+async def test_statement_timeout_on_a_write_is_translated(faults: Faults):
+    """A write cancelled by statement timeout raises StatementTimeoutError, fast; the rest lives."""
     factory = faults.sessionmaker()
     holder, locked = await _locked_row(factory)
     try:
@@ -229,11 +229,11 @@ async def test_statement_timeout_on_a_write_is_passed_through(faults: Faults):
             repo = ProductRepository(session)
             await faults.set_statement_timeout(session, 200)
             started = time.perf_counter()
-            with pytest.raises(sa_exc.DBAPIError) as caught:
+            with pytest.raises(StatementTimeoutError) as caught:
                 await bounded(repo.update(locked.id, price=2), seconds=10)
             assert time.perf_counter() - started < 5
             assert faults.is_statement_timeout(caught.value)
-            assert not caught.value.connection_invalidated
+            assert not caught.value.__cause__.connection_invalidated
             await faults.set_statement_timeout(session, 0)
             assert await repo.count() == 1
     finally:
@@ -241,8 +241,8 @@ async def test_statement_timeout_on_a_write_is_passed_through(faults: Faults):
         await holder.close()
 
 
-async def test_statement_timeout_on_a_read_is_passed_through(faults: Faults):
-    """A read cancelled by statement timeout raises the driver's error, fast; rollback recovers."""
+async def test_statement_timeout_on_a_read_is_translated(faults: Faults):
+    """A read cancelled by statement timeout raises StatementTimeoutError; rollback recovers."""
     factory = faults.sessionmaker()
     async with factory() as session, session.begin():
         session.add(Product(sku="slow"))
@@ -251,7 +251,7 @@ async def test_statement_timeout_on_a_read_is_passed_through(faults: Faults):
         repo = ProductRepository(session)
         await faults.set_statement_timeout(session, 200)
         started = time.perf_counter()
-        with pytest.raises(sa_exc.DBAPIError) as caught:
+        with pytest.raises(StatementTimeoutError) as caught:
             await bounded(repo.list(faults.sleep(3)), seconds=10)
         assert time.perf_counter() - started < 2.5
         assert faults.is_statement_timeout(caught.value)

@@ -16,10 +16,13 @@ from sqla_repo.exceptions import (
     ConflictError,
     ForeignKeyViolationError,
     InvalidFilterError,
+    InvalidValueError,
     MultipleResultsFoundError,
+    NaiveDatetimeError,
     NotFoundError,
     NotNullViolationError,
     RepositoryError,
+    StatementTimeoutError,
     TenantMismatchError,
     TenantRequiredError,
     UniqueViolationError,
@@ -70,6 +73,8 @@ class TestHierarchy:
             InvalidFilterError,
             ConflictError,
             ConcurrencyError,
+            InvalidValueError,
+            StatementTimeoutError,
             TenantRequiredError,
             TenantMismatchError,
         ],
@@ -91,13 +96,33 @@ class TestHierarchy:
         with pytest.raises(ValueError, match=message):
             raise InvalidFilterError(message, detail={"field": "x"})
 
+    def test_naive_datetime_is_an_invalid_value(self) -> None:
+        """NaiveDatetimeError is an InvalidValueError, so a ValueError and a RepositoryError."""
+        assert NaiveDatetimeError.__bases__ == (InvalidValueError,)
+        assert issubclass(NaiveDatetimeError, ValueError)
+        error = NaiveDatetimeError("naive", detail={"reason": "naive_datetime"})
+        assert error.code == "naive_datetime"
+        assert error.detail == {"reason": "naive_datetime"}
+
+    def test_naive_datetime_importable_from_types(self) -> None:
+        """``sqla_repo.types.NaiveDatetimeError`` is the same class."""
+        from sqla_repo import types  # noqa: PLC0415
+
+        assert types.NaiveDatetimeError is NaiveDatetimeError
+
     def test_not_found_is_lookup_error(self) -> None:
         """NotFoundError is also a LookupError."""
         assert issubclass(NotFoundError, LookupError)
 
     @pytest.mark.parametrize(
         "cls",
-        [ConflictError, ConcurrencyError, TenantRequiredError, TenantMismatchError],
+        [
+            ConflictError,
+            ConcurrencyError,
+            StatementTimeoutError,
+            TenantRequiredError,
+            TenantMismatchError,
+        ],
         ids=lambda cls: cls.__name__,
     )
     def test_not_value_errors(self, cls: type[RepositoryError]) -> None:

@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 import uuid
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import given, settings
@@ -36,6 +36,7 @@ from models import Post, Status, User
 from sqla_repo.exceptions import ConfigurationError, InvalidFilterError
 from sqla_repo.filters import (
     ALIASES,
+    ALL_COLUMNS,
     MAX_CONDITIONS,
     MAX_SORT_KEYS,
     MAX_VALUE_LENGTH,
@@ -105,11 +106,14 @@ def params(clause: Any, dialect: Dialect = PG) -> list[Any]:
 
 
 def one(model: type[Any], filters: Any, **kwargs: Any) -> ColumnElement[bool]:
+    """Compile one condition; every column is filterable unless *allowed* says otherwise."""
+    kwargs.setdefault("allowed", ALL_COLUMNS)
     (condition,) = compile_filters(model, filters, **kwargs)
     return condition
 
 
 def error(model: type[Any], filters: Any, **kwargs: Any) -> InvalidFilterError:
+    kwargs.setdefault("allowed", ALL_COLUMNS)
     with pytest.raises(InvalidFilterError) as info:
         compile_filters(model, filters, **kwargs)
     assert info.value.detail["reason"]
@@ -122,7 +126,8 @@ class TestOperators:
         """The operator names and aliases are the documented ones."""
         assert {
             "eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "like", "ilike",
-            "contains", "startswith", "endswith", "is_null", "between",
+            "iexact", "contains", "icontains", "startswith", "istartswith", "endswith",
+            "iendswith", "is_null", "between",
         } == OPERATORS  # fmt: skip
         assert dict(ALIASES) == {"lte": "le", "gte": "ge"}
 
@@ -185,11 +190,13 @@ class TestOperators:
 
     def test_triples(self):
         """A list of (field, operator, value) triples is the same language."""
-        conditions = compile_filters(User, [("age", "gte", "3"), ["name", "eq", "bob"]])
+        conditions = compile_filters(
+            User, [("age", "gte", "3"), ["name", "eq", "bob"]], allowed=ALL_COLUMNS
+        )
         assert [sql(c) for c in conditions] == ["users.age >= %(age_1)s", "users.name = %(name_1)s"]
 
     def test_none_and_empty(self):
-        """No filters compile to no conditions."""
+        """No filters compile to no conditions, even without a whitelist (nothing is named)."""
         assert compile_filters(User, None) == []
         assert compile_filters(User, {}) == []
         assert compile_filters(User, []) == []
@@ -336,7 +343,7 @@ class TestFields:
     def test_unmapped_model(self):
         """An unmapped class is a configuration error."""
         with pytest.raises(ConfigurationError):
-            compile_filters(object, {"x": 1})
+            compile_filters(object, {"x": 1}, allowed=ALL_COLUMNS)
 
 
 class TestCoercion:
@@ -559,7 +566,7 @@ class TestErrors:
         assert error(User, {"age__not_in": [1, 2, 3]}, max_in=2).detail["reason"] == (
             "too_many_values"
         )
-        assert compile_filters(User, {"age__in": [1, 2, 3]}, max_in=3)
+        assert compile_filters(User, {"age__in": [1, 2, 3]}, allowed=ALL_COLUMNS, max_in=3)
 
     def test_long_names_are_not_echoed_whole(self):
         """Huge field names are truncated in the message and detail."""
@@ -582,7 +589,7 @@ class TestErrors:
 class TestOrderBy:
     def test_directions_and_tiebreaker(self):
         """A leading '-' means descending; the primary key is appended ascending."""
-        keys = compile_order_by(User, "-age, name")
+        keys = compile_order_by(User, "-age, name", allowed=ALL_COLUMNS)
         assert [(k.name, k.descending, k.nullable) for k in keys] == [
             ("age", True, True),
             ("name", False, False),
@@ -592,7 +599,7 @@ class TestOrderBy:
 
     def test_list_and_plus(self):
         """A list of names works, '+' is ascending."""
-        keys = compile_order_by(User, ["+email", "-id"])
+        keys = compile_order_by(User, ["+email", "-id"], allowed=ALL_COLUMNS)
         assert [(k.name, k.descending) for k in keys] == [("email", False), ("id", True)]
 
     @pytest.mark.parametrize("order_by", [None, "", "  ", []])
@@ -622,10 +629,10 @@ class TestOrderBy:
         assert other.attribute is None
 
     def test_hybrid_sort(self):
-        """Whitelisted hybrids are sortable; by default hybrids are not."""
+        """Whitelisted hybrids are sortable; ALL_COLUMNS does not cover hybrids."""
         assert compile_order_by(Gizmo, "has_label", allowed={"has_label"})[0].name == "has_label"
         with pytest.raises(InvalidFilterError):
-            compile_order_by(Gizmo, "has_label")
+            compile_order_by(Gizmo, "has_label", allowed=ALL_COLUMNS)
 
     @pytest.mark.parametrize(
         ("order_by", "field", "reason"),
@@ -646,7 +653,7 @@ class TestOrderBy:
     def test_errors(self, order_by, field, reason):
         """Unknown, empty, repeated or excess sort fields are refused."""
         with pytest.raises(InvalidFilterError) as info:
-            compile_order_by(User, order_by)
+            compile_order_by(User, order_by, allowed=ALL_COLUMNS)
         assert info.value.detail["field"] == field
         assert info.value.detail["reason"] == reason
 
@@ -672,7 +679,7 @@ class TestOrderBy:
     )
     def test_nulls_smallest(self, dialect, expected):
         """NULL sorts smallest everywhere; NULLS FIRST/LAST only where needed."""
-        keys = compile_order_by(User, ["-age", func.coalesce(User.name, "")])
+        keys = compile_order_by(User, ["-age", func.coalesce(User.name, "")], allowed=ALL_COLUMNS)
         keys[1] = SortKey(
             User.name.__clause_element__(), descending=False, name="name"
         )  # nullable=True
@@ -681,7 +688,7 @@ class TestOrderBy:
 
     def test_reversed(self):
         """reversed() flips the direction and the NULL placement with it."""
-        key = compile_order_by(User, "age")[0]
+        key = compile_order_by(User, "age", allowed=ALL_COLUMNS)[0]
         assert not key.descending
         assert key.reversed().descending
         assert sql(key.reversed().clause()) == "users.age DESC NULLS LAST"
@@ -689,7 +696,7 @@ class TestOrderBy:
     @pytest.mark.parametrize("dialect", DIALECTS)
     def test_eager_load_with_limit(self, dialect):
         """The ORM wraps the page in a subquery for collection eager loads; still valid."""
-        keys = compile_order_by(Post, "-author_id")
+        keys = compile_order_by(Post, "-author_id", allowed=ALL_COLUMNS)
         stmt = (
             select(Post).options(joinedload(Post.tags)).order_by(*[k.clause() for k in keys])
         ).limit(3)
@@ -749,7 +756,7 @@ class TestProperties:
     def test_junk_raises_only_invalid_filter_error(self, filters):
         """Any input either compiles or raises InvalidFilterError, never anything else."""
         try:
-            conditions = compile_filters(User, filters)
+            conditions = compile_filters(User, filters, allowed=ALL_COLUMNS)
         except InvalidFilterError as exc:
             conditions, detail = [], exc.detail
         else:
@@ -764,7 +771,235 @@ class TestProperties:
     def test_junk_sort_raises_only_invalid_filter_error(self, order_by):
         """Any sort input either compiles or raises InvalidFilterError."""
         try:
-            keys = compile_order_by(User, order_by)
+            keys = compile_order_by(User, order_by, allowed=ALL_COLUMNS)
         except InvalidFilterError:
             return
         assert keys[-1].name == "id"
+
+
+class TestCaseInsensitiveOperators:
+    @pytest.mark.parametrize(
+        ("op", "value", "pattern"),
+        [
+            ("iexact", "Bob", "Bob"),
+            ("iexact", "50%_x", "50\\%\\_x"),
+            ("icontains", "a_b", "%a\\_b%"),
+            ("istartswith", "%X", "\\%X%"),
+            ("iendswith", "back\\slash", "%back\\\\slash"),
+        ],
+    )
+    def test_patterns(self, op, value, pattern):
+        """The i-operators escape % and _ like contains/startswith/endswith."""
+        assert params(one(User, {f"name__{op}": value}))[0] == pattern
+
+    @pytest.mark.parametrize(
+        ("dialect", "expected"),
+        [
+            (PG, "users.name ILIKE %(param_1)s ESCAPE %(param_2)s"),
+            (LITE, "lower(users.name) LIKE lower(?) ESCAPE ?"),
+            (
+                MY,
+                (
+                    "LOWER(CONVERT(users.name USING utf8mb4)) COLLATE utf8mb4_bin "
+                    "LIKE LOWER(%s) ESCAPE %s"
+                ),
+            ),
+        ],
+    )
+    def test_fold_like_ilike(self, dialect, expected):
+        """Each i-operator compiles like ilike on every backend."""
+        for op in ("iexact", "icontains", "istartswith", "iendswith"):
+            assert sql(one(User, {f"name__{op}": "x"}), dialect) == expected
+
+    def test_text_only(self):
+        """Like the other pattern operators, they apply to text fields only."""
+        assert error(User, {"age__iexact": "1"}).detail["reason"] == "unsupported_operator"
+
+
+class TestDenyByDefault:
+    @pytest.mark.parametrize(
+        "filters",
+        [{"name": "x"}, [("name", "eq", "x")], {"password_hash__startswith": "$2b"}, "junk"],
+    )
+    def test_filters_without_whitelist(self, filters):
+        """With no whitelist, naming any field is a configuration error saying what to set."""
+        with pytest.raises(ConfigurationError) as info:
+            compile_filters(User, filters)
+        assert "allowed=" in str(info.value)
+        assert "ALL_COLUMNS" in str(info.value)
+
+    @pytest.mark.parametrize("order_by", ["name", "-age", ["name"], [User.name, "-age"]])
+    def test_sort_names_without_whitelist(self, order_by):
+        """With no whitelist, a sort field name is a configuration error."""
+        with pytest.raises(ConfigurationError) as info:
+            compile_order_by(User, order_by)
+        assert "ALL_COLUMNS" in str(info.value)
+
+    def test_expressions_and_default_need_no_whitelist(self):
+        """Trusted expressions and the default order work without a whitelist."""
+        keys = compile_order_by(User, [User.email.desc()])
+        assert [k.name for k in keys] == ["email", "id"]
+        keys = compile_order_by(User, "  ", default="-age")
+        assert [k.name for k in keys] == ["age", "id"]
+
+    def test_all_columns(self):
+        """ALL_COLUMNS allows every column attribute with every operator, and no path."""
+        assert one(User, {"email__icontains": "x"}, allowed=ALL_COLUMNS) is not None
+        err = error(Post, {"author.email": "x"}, allowed=ALL_COLUMNS)
+        assert err.detail["reason"] == "unknown_field"
+        err = error(Gizmo, {"has_label": "true"}, allowed=ALL_COLUMNS)
+        assert err.detail["reason"] == "unknown_field"
+        keys = compile_order_by(User, "-email", allowed=ALL_COLUMNS)
+        assert keys[0].name == "email"
+
+    def test_hidden_and_missing_fields_answer_alike(self):
+        """A column left out of the whitelist is refused exactly like one that does not exist."""
+        hidden = error(User, {"email__startswith": "a"}, allowed=["name"])
+        missing = error(User, {"nosuch__startswith": "a"}, allowed=["name"])
+        assert str(hidden).replace("email", "X") == str(missing).replace("nosuch", "X")
+        assert hidden.detail["reason"] == missing.detail["reason"] == "unknown_field"
+        with pytest.raises(InvalidFilterError) as hidden_sort:
+            compile_order_by(User, "email", allowed=["name"])
+        with pytest.raises(InvalidFilterError) as missing_sort:
+            compile_order_by(User, "nosuch", allowed=["name"])
+        assert hidden_sort.value.detail["reason"] == missing_sort.value.detail["reason"]
+
+
+class TestPerFieldOperators:
+    ALLOWED: ClassVar[dict[str, tuple[str, ...]]] = {
+        "email": ("eq", "iexact"),
+        "created_at": ("gte", "le", "between"),
+        "name": OPERATORS,
+    }
+
+    def test_allowed_operators(self):
+        """Listed operators compile; aliases in the mapping and in the input both work."""
+        assert one(User, {"email": "a@x.org"}, allowed=self.ALLOWED) is not None
+        assert one(User, {"email__iexact": "A@x.org"}, allowed=self.ALLOWED) is not None
+        assert one(User, {"created_at__ge": "2024-01-01"}, allowed=self.ALLOWED) is not None
+        assert one(User, {"created_at__lte": "2024-01-01"}, allowed=self.ALLOWED) is not None
+        assert one(User, {"name__not_in": "a,b"}, allowed=self.ALLOWED) is not None
+
+    @pytest.mark.parametrize(
+        ("filters", "field", "operator"),
+        [
+            ({"email__startswith": "a"}, "email", "startswith"),
+            ({"email__ne": "a"}, "email", "ne"),
+            ({"created_at": "2024-01-01"}, "created_at", "eq"),
+            ({"created_at__gt": "2024-01-01"}, "created_at", "gt"),
+        ],
+    )
+    def test_other_operators_are_refused(self, filters, field, operator):
+        """An operator the field does not list is refused, naming field and operator."""
+        err = error(User, filters, allowed=self.ALLOWED)
+        assert (err.detail["field"], err.detail["operator"], err.detail["reason"]) == (
+            field,
+            operator,
+            "operator_not_allowed",
+        )
+        assert field in str(err)
+        assert operator in str(err)
+
+    def test_relationship_path(self):
+        """A relationship path takes an operator list like any field."""
+        allowed = {"author.email": ("eq",)}
+        assert "EXISTS" in sql(one(Post, {"author.email": "a@x.org"}, allowed=allowed))
+        err = error(Post, {"author.email__endswith": "x.org"}, allowed=allowed)
+        assert err.detail["reason"] == "operator_not_allowed"
+
+    def test_unknown_field_comes_before_operator(self):
+        """A field outside the mapping is unknown whatever the operator."""
+        err = error(User, {"age__eq": 1}, allowed=self.ALLOWED)
+        assert err.detail["reason"] == "unknown_field"
+
+    @pytest.mark.parametrize(
+        "allowed",
+        [
+            {"email": ("eq", "nope")},
+            {"email": "eq"},
+            {"email": ()},
+            {"email": ALL_COLUMNS},
+            {"email": None},
+            {"": ("eq",)},
+            ["email", 3],
+            42,
+        ],
+    )
+    def test_malformed_mapping_is_a_configuration_error(self, allowed):
+        """Unknown operator names, a bare string or an empty list are the developer's error."""
+        with pytest.raises(ConfigurationError):
+            compile_filters(User, {"email": "x"}, allowed=allowed)
+
+
+field_names = st.sampled_from(["name", "email", "age", "status", "created_at", "username"])
+known_ops = st.sampled_from(sorted(OPERATORS | set(ALIASES)))
+whitelists = st.one_of(
+    st.lists(field_names, max_size=4, unique=True),
+    st.dictionaries(field_names, st.lists(known_ops, min_size=1, max_size=5), max_size=4),
+)
+filter_pairs = st.lists(
+    st.tuples(st.one_of(field_names, st.sampled_from(["password_hash", "id"])), known_ops),
+    min_size=1,
+    max_size=4,
+)
+
+
+def _allows(allowed: Any, name: str, op: str) -> bool:
+    if name not in allowed:
+        return False
+    if isinstance(allowed, dict):
+        return ALIASES.get(op, op) in {ALIASES.get(o, o) for o in allowed[name]}
+    return True
+
+
+class TestWhitelistProperty:
+    @settings(max_examples=300, deadline=None)
+    @given(allowed=whitelists, pairs=filter_pairs, value=st.sampled_from(["1", "x", "true", ""]))
+    def test_only_whitelisted_pairs_are_accepted(self, allowed, pairs, value):
+        """Every compiled condition is a whitelisted (field, operator) pair; others are refused.
+
+        Refusals for a non-whitelisted pair carry unknown_field or operator_not_allowed;
+        whitelisted pairs may still fail on their value, never on the whitelist.
+        """
+        for name, op in pairs:
+            try:
+                compile_filters(User, {f"{name}__{op}": value}, allowed=allowed)
+            except InvalidFilterError as exc:  # noqa: PERF203 - each pair on its own
+                reason = exc.detail["reason"]
+                if _allows(allowed, name, op):
+                    assert reason not in {"unknown_field", "operator_not_allowed"}
+                elif name not in allowed:
+                    assert reason == "unknown_field"
+                else:
+                    assert reason == "operator_not_allowed"
+            else:
+                assert _allows(allowed, name, op)
+        combined = {f"{name}__{op}": value for name, op in pairs}
+        try:
+            compile_filters(User, combined, allowed=allowed)
+        except InvalidFilterError:
+            return
+        assert all(_allows(allowed, name, op) for name, op in pairs)
+
+
+class TestCheckSettings:
+    def test_malformed_declarations_are_refused_without_a_mapper(self):
+        """check_settings() validates the shape a repository class declares."""
+        from sqla_repo._whitelist import check_settings  # noqa: PLC0415 - private helper
+
+        class Good:
+            filterable_fields: ClassVar = {"email": ("eq", "gte"), "author.name": OPERATORS}
+            sortable_fields = ALL_COLUMNS
+
+        check_settings(Good)
+
+        class Typo:
+            filterable_fields: ClassVar = {"email": ("eq", "equals")}
+
+        class Bare:
+            sortable_fields = "name"
+
+        for cls in (Typo, Bare):
+            with pytest.raises(ConfigurationError) as info:
+                check_settings(cls)
+            assert cls.__name__ in str(info.value)

@@ -109,6 +109,15 @@ class TestAll:
             for name in getattr(module, "__all__", ()):
                 assert hasattr(module, name), f"{module.__name__}.{name}"
 
+    def test_all_columns(self) -> None:
+        """ALL_COLUMNS is exported, the same object as in sqla_repo.filters, with a plain repr."""
+        from sqla_repo import filters  # noqa: PLC0415 - the module under test
+
+        assert sqla_repo.ALL_COLUMNS is filters.ALL_COLUMNS
+        assert repr(sqla_repo.ALL_COLUMNS) == str(sqla_repo.ALL_COLUMNS) == "ALL_COLUMNS"
+        assert isinstance(sqla_repo.ALL_COLUMNS, filters.AllColumns)
+        assert list(filters.AllColumns) == [sqla_repo.ALL_COLUMNS]
+
     def test_uuid7_and_version(self) -> None:
         """uuid7 and ``__version__`` are exported."""
         assert callable(sqla_repo.uuid7)

@@ -17,15 +17,20 @@ from sqla_repo._translate import (
     classify,
     translate,
     translate_errors,
+    translate_read_errors,
 )
 from sqla_repo.exceptions import (
     CheckViolationError,
     ConcurrencyError,
     ConflictError,
     ForeignKeyViolationError,
+    InvalidFilterError,
     InvalidValueError,
     NotFoundError,
     NotNullViolationError,
+    RepositoryError,
+    StatementTimeoutError,
+    TenantRequiredError,
     UniqueViolationError,
 )
 from sqla_repo.types import NaiveDatetimeError
@@ -516,12 +521,134 @@ class TestNaiveDatetime:
         assert str(info.value) == "naive datetime rejected"
         _assert_safe(info.value)
 
-    def test_other_statement_errors_pass_through(self) -> None:
-        """A StatementError about anything else is re-raised untouched."""
+    def test_it_is_an_invalid_value_error(self) -> None:
+        """NaiveDatetimeError is in the hierarchy: an InvalidValueError and a ValueError."""
+        assert issubclass(NaiveDatetimeError, InvalidValueError)
+        assert issubclass(NaiveDatetimeError, RepositoryError)
+        assert issubclass(NaiveDatetimeError, ValueError)
+
+    def test_stays_itself_in_reads(self) -> None:
+        """A read does not turn it into an InvalidFilterError: it is raised as itself."""
+        naive = NaiveDatetimeError("naive datetime rejected")
+        wrapped = sa_exc.StatementError(str(naive), SQL, PARAMS, naive)
+        with pytest.raises(NaiveDatetimeError) as info, translate_read_errors(User):
+            raise wrapped
+        assert type(info.value) is NaiveDatetimeError
+
+    def test_any_repository_error_is_unwrapped(self) -> None:
+        """Any library error a type raised while binding is re-raised as a copy, chained."""
+        inner = TenantRequiredError(model=User)
+        wrapped = sa_exc.StatementError(str(inner), SQL, PARAMS, inner)
+        with pytest.raises(TenantRequiredError) as info, translate_errors(User):
+            raise wrapped
+        assert info.value.__cause__ is wrapped
+        assert info.value.detail == inner.detail
+        assert info.value.__cause__.__cause__ is not info.value  # no cycle in the chain
+
+
+class TestBindErrors:
+    @pytest.mark.parametrize(
+        "orig",
+        [TypeError("expected a datetime, got str"), ValueError("bad"), OverflowError("date")],
+        ids=["type", "value", "overflow"],
+    )
+    def test_bind_value_errors_become_invalid_value_errors(self, orig: Exception) -> None:
+        """A value a type cannot convert while binding is an InvalidValueError, chained."""
+        wrapped = sa_exc.StatementError("bad", SQL, PARAMS, orig)
+        with pytest.raises(InvalidValueError) as info, translate_errors(User):
+            raise wrapped
+        assert type(info.value) is InvalidValueError
+        assert info.value.__cause__ is wrapped
+        assert info.value.detail == {"model": "User", "reason": "invalid_value"}
+        _assert_safe(info.value)
+
+    def test_in_a_read_they_are_filter_errors(self) -> None:
+        """In a read the value came from a filter: InvalidFilterError."""
         wrapped = sa_exc.StatementError("bad", SQL, PARAMS, TypeError("bad"))
+        with pytest.raises(InvalidFilterError) as info, translate_read_errors(User):
+            raise wrapped
+        assert info.value.detail["reason"] == "invalid_value"
+
+    def test_other_statement_errors_pass_through(self) -> None:
+        """A StatementError about anything else than a value is re-raised untouched."""
+        wrapped = sa_exc.StatementError("bad", SQL, PARAMS, sa_exc.InvalidRequestError("x"))
         with pytest.raises(sa_exc.StatementError) as info, translate_errors(User):
             raise wrapped
         assert info.value is wrapped
+
+    def test_unencodable_text_is_an_invalid_value(self) -> None:
+        """A driver failing to encode a lone surrogate: InvalidValueError, chained."""
+        error = UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+        with pytest.raises(InvalidValueError) as info, translate_errors(User):
+            raise error
+        assert info.value.__cause__ is error
+        with pytest.raises(InvalidFilterError), translate_read_errors(User):
+            raise error
+
+    @pytest.mark.parametrize(
+        "params",
+        [{"price": float("nan")}, (1, float("inf")), [(1, 2.0), (2, float("-inf"))]],
+        ids=["dict", "tuple", "executemany"],
+    )
+    def test_non_finite_floats_refused_by_a_driver(self, params: object) -> None:
+        """MySQL drivers refuse NaN and infinity with no error number: InvalidValueError."""
+        orig = MySQLDriverError(0, "x")
+        orig.args = ("nan can not be used with MySQL",)
+        orig.sqlstate = None  # type: ignore[assignment]
+        error = sa_exc.ProgrammingError(SQL, params, orig)
+        assert isinstance(translate(error, User), InvalidValueError)
+
+    def test_finite_params_do_not_make_a_programming_error_a_value_error(self) -> None:
+        """The same driver error with finite parameters is no value error."""
+        orig = MySQLDriverError(0, "x")
+        orig.args = ("something else",)
+        orig.sqlstate = None  # type: ignore[assignment]
+        assert translate(sa_exc.ProgrammingError(SQL, {"price": 1.5}, orig), User) is None
+
+
+OPERATIONAL = sa_exc.OperationalError
+
+
+class TestStatementTimeout:
+    @pytest.mark.parametrize(
+        "error",
+        [
+            wrap(asyncpg_error("57014"), sa_exc.DBAPIError),
+            wrap(psycopg_error("57014"), sa_exc.OperationalError),
+            wrap(
+                MySQLDriverError(1969, "Query execution was interrupted"), sa_exc.OperationalError
+            ),
+            wrap(
+                MySQLDriverError(3024, "Query execution was interrupted"), sa_exc.OperationalError
+            ),
+        ],
+        ids=["asyncpg-57014", "psycopg-57014", "mariadb-1969", "mysql-3024"],
+    )
+    def test_timeouts_become_statement_timeout_errors(self, error: sa_exc.DBAPIError) -> None:
+        """A statement cancelled by its timeout is a StatementTimeoutError, chained and safe."""
+        translated = translate(error, User)
+        assert type(translated) is StatementTimeoutError
+        assert translated.detail == {"model": "User", "reason": "statement_timeout"}
+        for context in (translate_errors(User), translate_read_errors(User)):
+            with pytest.raises(StatementTimeoutError) as info, context:
+                raise error
+            assert info.value.__cause__ is error
+            _assert_safe(info.value)
+
+    def test_not_a_concurrency_error(self) -> None:
+        """A timeout is no lost race: retrying the same statement would time out again."""
+        assert not issubclass(StatementTimeoutError, ConcurrencyError)
+
+
+class TestCollations:
+    @pytest.mark.parametrize("errno", [1267, 1270, 1271, 1300])
+    def test_charset_refusals_are_value_errors(self, errno: int) -> None:
+        """MariaDB's "illegal mix of collations": a value the column's charset lacks."""
+        error = wrap(MySQLDriverError(errno, "Illegal mix of collations"), sa_exc.OperationalError)
+        assert isinstance(translate(error, User), InvalidValueError)
+        with pytest.raises(InvalidFilterError) as info, translate_read_errors(User):
+            raise error
+        assert "collations" not in str(info.value)
 
 
 class TestCleanupFailure:

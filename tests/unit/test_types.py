@@ -1,17 +1,47 @@
-"""UTCDateTime: aware UTC in, aware UTC out, on every dialect."""
+"""Column types: UTCDateTime, and the domain of each type that values are checked against.
+
+UTCDateTime: aware UTC in, aware UTC out, on every dialect. Domains: what a filter value
+or a written value must be for a column of each type, the same on every backend.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
+import math
+import uuid
+from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, Interval, MetaData, Table, select
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import (
+    JSON,
+    REAL,
+    Column,
+    DateTime,
+    Double,
+    Enum,
+    Float,
+    Integer,
+    Interval,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    Uuid,
+    select,
+)
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.dialects.mysql.mariadb import MariaDBDialect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateTable
 
+from sqla_repo._coerce import CoercionError, check_value, check_values, coerce
+from sqla_repo.exceptions import InvalidValueError
 from sqla_repo.types import NaiveDatetimeError, UTCDateTime, ensure_utc, utcnow
 
 UTC = dt.timezone.utc
@@ -250,3 +280,155 @@ class TestExpressions:
         params = compiled.construct_params()
         assert dt.timedelta(hours=1) in params.values()
         assert cutoff in params.values()
+
+
+# -- the domain of each column type: what filters and writes accept ---------------------------
+
+
+class Color(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+
+
+MARIADB_NCS = uuid.UUID("e8d207f5-9472-bfdc-08c8-0123456789ab")
+UTF8MB3 = String(50).with_variant(mysql.VARCHAR(50, charset="utf8mb3"), "mariadb", "mysql")
+
+
+def _accepts(value: object, type_: Any) -> bool:
+    try:
+        coerce(value, type_, max_length=None)
+    except CoercionError:
+        return False
+    return True
+
+
+class TestFilterDomains:
+    @given(st.decimals(allow_nan=False, allow_infinity=False, places=4, max_value=10**6))
+    def test_numeric_accepts_exactly_what_the_column_holds(self, value: Decimal) -> None:
+        """NUMERIC(5, 2): at most 3 integer digits and 2 decimal places, nothing rounded."""
+        fits = abs(value) < 1000 and value == value.quantize(Decimal("0.01"))
+        assert _accepts(value, Numeric(5, 2)) is fits
+
+    @given(st.decimals(allow_nan=False, allow_infinity=False, places=2, max_value=10**6))
+    def test_numeric_without_scale_has_scale_zero(self, value: Decimal) -> None:
+        """NUMERIC(5) is NUMERIC(5, 0): no fraction (asyncpg's cast would round it)."""
+        fits = abs(value) < 100_000 and value == value.to_integral_value()
+        assert _accepts(value, Numeric(5)) is fits
+
+    def test_numeric_without_precision_is_unbounded(self) -> None:
+        """Numeric() takes fractions: PostgreSQL's NUMERIC has no scale."""
+        assert coerce("1.5", Numeric(), max_length=None) == Decimal("1.5")
+
+    def test_float_asdecimal_is_not_a_numeric_scale(self) -> None:
+        """Float(precision=24, asdecimal=True) keeps its fractions."""
+        assert coerce("1.5", Float(precision=24, asdecimal=True), max_length=None) == Decimal("1.5")
+
+    @pytest.mark.parametrize("type_", [Float(precision=24), REAL(), Float(precision=10)])
+    def test_single_precision_range(self, type_: Any) -> None:
+        """float32 columns refuse values beyond the float32 range; doubles do not."""
+        assert coerce(3.4028234663852886e38, type_, max_length=None) == 3.4028234663852886e38
+        assert not _accepts(-3.5e38, type_)
+        assert not _accepts("1e39", type_)
+        assert coerce(-3.5e38, Double(), max_length=None) == -3.5e38
+        assert coerce(-3.5e38, Float(), max_length=None) == -3.5e38
+
+    @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, "NaN", "inf", "1e400"])
+    def test_non_finite_floats(self, value: object) -> None:
+        """NaN and infinity are refused: MariaDB has neither."""
+        assert not _accepts(value, Double())
+
+    @pytest.mark.parametrize("value", ["😀", "a\U0001f600b", "\U00010000"])
+    def test_utf8mb3_refuses_characters_beyond_the_bmp(self, value: str) -> None:
+        """A utf8mb3 column (as a MariaDB variant, a charset or a collation) holds the BMP only."""
+        for type_ in (
+            UTF8MB3,
+            mysql.VARCHAR(50, charset="utf8mb3"),
+            mysql.VARCHAR(50, charset="utf8"),
+            String(50, collation="utf8mb3_general_ci"),
+        ):
+            assert not _accepts(value, type_)
+        assert coerce(value, String(50), max_length=None) == value
+        assert coerce("\uffff", UTF8MB3, max_length=None) == "\uffff"
+
+    def test_latin1_refuses_what_cp1252_cannot_encode(self) -> None:
+        """MySQL's latin1 is cp1252."""
+        latin1 = mysql.VARCHAR(50, charset="latin1")
+        assert coerce("é€", latin1, max_length=None) == "é€"
+        assert not _accepts("日本", latin1)
+
+    @pytest.mark.parametrize("variant", [0, 4, 7])
+    @pytest.mark.parametrize("version", range(8, 16))
+    def test_uuids_mariadb_cannot_hold(self, version: int, variant: int) -> None:
+        """Version 8-15 with the NCS variant: MariaDB's UUID type turns them into NULL."""
+        value = uuid.UUID(int=(MARIADB_NCS.int & ~(0xF << 76) & ~(0xF << 60)))
+        value = uuid.UUID(int=value.int | (version << 76) | (variant << 60))
+        assert not _accepts(value, Uuid())
+        assert not _accepts(str(value), Uuid(as_uuid=False))
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            uuid.UUID(int=0),
+            uuid.UUID(int=2**128 - 1),
+            uuid.UUID("e8d207f5-9472-4fdc-08c8-0123456789ab"),  # NCS variant, version 4
+            uuid.UUID("e8d207f5-9472-ffdc-88c8-0123456789ab"),  # RFC variant, version 15
+        ],
+    )
+    def test_uuids_every_backend_holds(self, value: uuid.UUID) -> None:
+        assert coerce(value, Uuid(), max_length=None) == value
+
+
+class TestWriteDomains:
+    @pytest.mark.parametrize(
+        ("value", "type_"),
+        [
+            pytest.param(Decimal("1.5"), Numeric(5), id="fraction-in-numeric-p"),
+            pytest.param(Decimal("1.005"), Numeric(5, 2), id="extra-decimal-place"),
+            pytest.param(Decimal(123456), Numeric(5), id="numeric-overflow"),
+            pytest.param(math.nan, Double(), id="nan"),
+            pytest.param(-3.5e38, Float(precision=24), id="beyond-float32"),
+            pytest.param(2**15, SmallInteger(), id="smallint-overflow"),
+            pytest.param("x" * 51, String(50), id="too-long"),
+            pytest.param("a\x00", Text(), id="nul"),
+            pytest.param("😀", UTF8MB3, id="utf8mb3"),
+            pytest.param("red", Enum(Color), id="enum-value-not-name"),
+            pytest.param("purple", Enum("red", "green"), id="not-a-member"),
+            pytest.param(dt.datetime(2024, 1, 1, tzinfo=UTC), DateTime(), id="aware-in-naive"),
+            pytest.param(MARIADB_NCS, Uuid(), id="ncs-uuid"),
+            pytest.param({"a": [math.inf]}, JSON(), id="json-infinity"),
+            pytest.param({"a\ud800": 1}, JSON(), id="json-surrogate"),
+        ],
+    )
+    def test_refused(self, value: object, type_: Any) -> None:
+        """Values some backend refuses, or stores changed, are refused on every backend."""
+        with pytest.raises(CoercionError):
+            check_value(value, type_)
+
+    @pytest.mark.parametrize(
+        ("value", "type_"),
+        [
+            pytest.param(Decimal(2), Numeric(5), id="integer-in-numeric-p"),
+            pytest.param(Decimal("1.5"), Numeric(), id="numeric-unbounded"),
+            pytest.param(1.5, Double(), id="double"),
+            pytest.param("x" * 50, String(50), id="fits"),
+            pytest.param("😀", String(50), id="utf8mb4"),
+            pytest.param(Color.RED, Enum(Color), id="member"),
+            pytest.param("RED", Enum(Color), id="member-name"),
+            pytest.param(dt.datetime(2024, 1, 1), DateTime(), id="naive-in-naive"),  # noqa: DTZ001
+            pytest.param(dt.datetime(2024, 1, 1, tzinfo=UTC), UTCDateTime(), id="aware"),
+            pytest.param({"a": [1, 2.5, None, "😀"]}, JSON(), id="json"),
+            pytest.param("not an int", Integer(), id="other-type-left-to-the-driver"),
+            pytest.param(None, Integer(), id="null"),
+        ],
+    )
+    def test_accepted(self, value: object, type_: Any) -> None:
+        check_value(value, type_)
+
+    def test_check_values_names_the_field(self) -> None:
+        """check_values() raises InvalidValueError naming the field, never the value."""
+        columns = {"qty": Column("qty", Numeric(5)), "other": Column("other", Integer)}
+        with pytest.raises(InvalidValueError) as info:
+            check_values(columns, {"qty": Decimal("1.5"), "unknown": object()}, model=Color)
+        assert info.value.detail == {"field": "qty", "reason": "invalid_value", "model": "Color"}
+        assert "1.5" not in str(info.value)
+        check_values(columns, {"qty": Decimal(2), "other": None})

@@ -41,8 +41,6 @@ class ArticleRepository(BaseRepository[Article]):
 
 
 # --8<-- [end:repository]
-
-
 # --8<-- [start:schemas]
 class ArticleIn(BaseModel):
     slug: str
@@ -69,7 +67,6 @@ class ArticleOut(BaseModel):
 
 
 # --8<-- [end:schemas]
-
 # --8<-- [start:wiring]
 engine = create_async_engine("sqlite+aiosqlite:///blog.db")
 SessionLocal = async_sessionmaker(engine, expire_on_commit=False)
@@ -102,9 +99,9 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
 set_actor = actor_dependency(current_user)
 app = FastAPI(lifespan=lifespan, dependencies=[Depends(set_actor)])
 install_exception_handlers(app)  # NotFoundError -> 404, ConflictError -> 409...
+
+
 # --8<-- [end:wiring]
-
-
 # --8<-- [start:endpoints]
 @app.post("/articles", status_code=201)
 async def create_article(data: ArticleIn, articles: Articles) -> ArticleOut:
@@ -140,8 +137,6 @@ async def delete_article(article_id: int, articles: Articles) -> None:
 
 
 # --8<-- [end:endpoints]
-
-
 # --8<-- [start:client]
 def slugs(response: httpx.Response) -> list[str]:
     return [item["slug"] for item in response.json()["items"]]
@@ -181,7 +176,5 @@ async def main() -> None:
 
 
 # --8<-- [end:client]
-
-
 if __name__ == "__main__":
     asyncio.run(main())

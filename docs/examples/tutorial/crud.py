@@ -20,8 +20,6 @@ class ArticleRepository(BaseRepository[Article]):
 
 
 # --8<-- [end:repositories]
-
-
 async def main() -> None:
     engine = create_async_engine("sqlite+aiosqlite:///:memory:")
     async with engine.begin() as conn:
@@ -52,7 +50,10 @@ async def main() -> None:
         print("get_by_id:", article.title, "by", article.author.name)
         print("get:", await articles.get(999))
         print("get_one:", (await articles.get_one(slug="draft")).title)
-        print("list:", [a.slug for a in await articles.list(order_by=["-id"])])
+        print(
+            "list:",
+            [a.slug for a in await articles.list(order_by=Article.id.desc())],
+        )
         print(
             "count:",
             await articles.count(),

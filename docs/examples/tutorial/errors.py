@@ -32,8 +32,6 @@ async def report(call: Awaitable[object]) -> None:
 
 
 # --8<-- [end:report]
-
-
 async def main() -> None:
     engine = create_async_engine("sqlite+aiosqlite:///:memory:")
 

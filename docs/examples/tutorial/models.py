@@ -32,8 +32,6 @@ class Article(AuditedBase, SoftDeleteMixin):
 
 
 # --8<-- [end:models]
-
-
 async def main() -> None:
     engine = create_async_engine("sqlite+aiosqlite:///:memory:")
     async with engine.begin() as conn:

@@ -25,8 +25,6 @@ class ArticleRepository(BaseRepository[Article]):
 
 
 # --8<-- [end:repository]
-
-
 # --8<-- [start:parse]
 async def search_articles(articles: ArticleRepository, query_string: str) -> None:
     """Answer ``GET /articles?<query_string>``."""
@@ -47,8 +45,6 @@ async def search_articles(articles: ArticleRepository, query_string: str) -> Non
 
 
 # --8<-- [end:parse]
-
-
 async def main() -> None:
     engine = create_async_engine("sqlite+aiosqlite:///:memory:")
     async with engine.begin() as conn:

@@ -10,6 +10,7 @@ from sqla_repo.repository import BaseRepository
 
 
 class ArticleRepository(BaseRepository[Article]):
+    sortable_fields = ("title", "views")  # names order_by= may use
     default_order_by = ("-views",)  # used when a call gives no order_by
 
 

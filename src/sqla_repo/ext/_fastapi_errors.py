@@ -16,6 +16,7 @@ from sqla_repo.exceptions import (
     InvalidValueError,
     NotFoundError,
     RepositoryError,
+    StatementTimeoutError,
     TenantMismatchError,
     TenantRequiredError,
 )
@@ -31,6 +32,7 @@ DEFAULT_STATUS_CODES: Final[Mapping[type[RepositoryError], int]] = MappingProxyT
         ConcurrencyError: 409,
         InvalidFilterError: 422,
         InvalidValueError: 422,
+        StatementTimeoutError: 503,
         TenantRequiredError: 403,
         TenantMismatchError: 403,
         RepositoryError: 500,
@@ -91,6 +93,8 @@ def install_exception_handlers(
     | [`ConflictError`][sqla_repo.exceptions.ConflictError] and its subclasses | 409 |
     | [`ConcurrencyError`][sqla_repo.exceptions.ConcurrencyError] | 409 |
     | [`InvalidFilterError`][sqla_repo.exceptions.InvalidFilterError] | 422 |
+    | [`InvalidValueError`][sqla_repo.exceptions.InvalidValueError], `NaiveDatetimeError` | 422 |
+    | [`StatementTimeoutError`][sqla_repo.exceptions.StatementTimeoutError] | 503 |
     | [`TenantRequiredError`][sqla_repo.exceptions.TenantRequiredError] | 403 |
     | [`TenantMismatchError`][sqla_repo.exceptions.TenantMismatchError] | 403 |
     | any other ``RepositoryError`` | 500 |
@@ -100,6 +104,9 @@ def install_exception_handlers(
     value already exists.", "detail": {"model": "User", "constraint": "uq_users_email"}}``.
     Errors answered with a 5xx status are logged (with their traceback, which may hold
     SQL) on the ``sqla_repo.ext.fastapi`` logger; the response never holds SQL.
+
+    A statement timeout is a 503: the server could not answer in time, and the same
+    request may succeed later. Like every 5xx it is logged.
 
     A missing tenant is a 403 rather than a 401: the request may well be authenticated,
     and a 401 would oblige a ``WWW-Authenticate`` challenge the library cannot know.

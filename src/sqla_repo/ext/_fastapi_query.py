@@ -1,5 +1,6 @@
 """Query-string parameters for search and keyset pages, checked against a repository."""
 
+import logging
 import re
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -8,19 +9,17 @@ from typing import Annotated, Any
 from fastapi import Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
-from sqlalchemy import inspect as sa_inspect
 
 from sqla_repo._sql import resolve
-from sqla_repo.exceptions import InvalidFilterError
-from sqla_repo.filters import (
-    ALIASES,
-    MAX_CONDITIONS,
-    OPERATORS,
-    SortKey,
-    compile_filters,
-    compile_order_by,
+from sqla_repo._whitelist import ALIASES, OPERATORS, filter_whitelist, sort_whitelist
+from sqla_repo.exceptions import ConfigurationError, InvalidFilterError
+from sqla_repo.filters import MAX_CONDITIONS, SortKey, compile_filters, compile_order_by
+from sqla_repo.pagination import (
+    CURSOR_SECRET_ENV,
+    cursor_secret_is_ephemeral,
+    cursor_spec,
+    decode_cursor,
 )
-from sqla_repo.pagination import cursor_spec, decode_cursor
 from sqla_repo.repository import BaseRepository
 
 __all__ = ["CursorParams", "SearchParams", "cursor_params", "search_params"]
@@ -32,6 +31,9 @@ _FILTERS = "filters"  # the name under which the filters are documented in OpenA
 # Query parameter names by route dependant; the entry holds the dependant, so its id
 # cannot be reused while it is cached.
 _route_params: dict[int, tuple[Any, frozenset[str]]] = {}
+
+
+logger = logging.getLogger("sqla_repo.ext.fastapi")
 
 
 @dataclass(frozen=True)
@@ -139,45 +141,95 @@ def _route_query_names(request: Request) -> frozenset[str]:
     return result
 
 
+def _operator_names(ops: frozenset[str]) -> list[str]:
+    """The operators in the documentation's order: canonical names, each with its aliases."""
+    names: list[str] = []
+    for op in sorted(ops):
+        names.append(op)
+        names.extend(sorted(alias for alias, target in ALIASES.items() if target == op))
+    return names
+
+
 class _QueryParser:
     """Reads sort and filter parameters for one repository and reports every problem."""
 
-    def __init__(self, repository: type[BaseRepository[Any]], reserved: Collection[str]) -> None:
+    def __init__(
+        self, repository: type[BaseRepository[Any]], reserved: Collection[str], factory: str
+    ) -> None:
         self.repository = repository
         self.model: type[Any] = repository.model
-        columns = sa_inspect(self.model).column_attrs.keys()
         filterable, sortable = repository.filterable_fields, repository.sortable_fields
-        self.filterable = sorted(columns if filterable is None else filterable)
-        self.sortable = sorted(columns if sortable is None else sortable)
-        for name in {*self.filterable, *self.sortable}:
-            resolve(self.model, name)  # a misspelt whitelist fails now, not per request
+        name = repository.__name__
+        if filterable is None and sortable is None:
+            msg = (
+                f"{factory}({name}): {name}.filterable_fields and {name}.sortable_fields are "
+                "not set, so the query string could neither filter nor sort: list the fields "
+                "clients may use in each, or set them to ALL_COLUMNS."
+            )
+            raise ConfigurationError(msg, model=self.model)
+        # An unset channel accepts nothing: its parameters are refused like unknown fields.
+        self.filter_whitelist = filter_whitelist(
+            self.model, filterable or (), setting=f"{name}.filterable_fields"
+        )
+        self.sort_whitelist = sort_whitelist(
+            self.model, sortable or (), setting=f"{name}.sortable_fields"
+        )
+        self.allowed_filters: Mapping[str, frozenset[str]] = self.filter_whitelist.fields
+        self.allowed_sorts = tuple(self.sort_whitelist.fields)
+        self.filterable = sorted(self.filter_whitelist.fields)
+        self.sortable = sorted(self.sort_whitelist.fields)
+        for field_name in {*self.filterable, *self.sortable}:
+            resolve(self.model, field_name)  # a misspelt whitelist fails now, not per request
         self.reserved = frozenset(reserved)
 
     def sort_query(self) -> Any:
         return Query(
             description=(
                 "Comma-separated fields to sort by, each optionally prefixed by `-` for "
-                f"descending order. Fields: {', '.join(self.sortable) or 'none'}."
+                "descending order. Fields: "
+                f"{', '.join(self.sortable) or 'none (sorting is not available)'}."
             ),
             examples=[f"-{self.sortable[0]}"] if self.sortable else None,
         )
 
+    def _field_operators(self) -> list[tuple[str, list[str]]]:
+        return [
+            (name, _operator_names(self.filter_whitelist.operators(name)))
+            for name in self.filterable
+        ]
+
     def filters_query(self) -> Any:
-        operators = sorted(OPERATORS | set(ALIASES))
         keys: dict[str, Any] = {"maxProperties": 0}  # nothing is filterable
-        if self.filterable:
-            fields = "|".join(re.escape(name) for name in self.filterable)
-            pattern = f"^(?:{fields})(?:__(?:{'|'.join(operators)}))?$"
-            keys = {"propertyNames": {"pattern": pattern}}
+        every = _operator_names(OPERATORS)
+        per_field = self._field_operators()
+        if per_field:
+            # Fields sharing one operator list share one alternative; a field without
+            # operator means eq, so the bare name is valid where eq is.
+            groups: dict[tuple[str, ...], list[str]] = {}
+            for name, ops in per_field:
+                groups.setdefault(tuple(ops), []).append(re.escape(name))
+            alternatives = [
+                f"(?:{'|'.join(names)})(?:__(?:{'|'.join(ops)})){'?' if 'eq' in ops else ''}"
+                for ops, names in groups.items()
+            ]
+            keys = {"propertyNames": {"pattern": f"^(?:{'|'.join(alternatives)})$"}}
+        if not per_field:
+            fields_text = "Fields: none (filtering is not available). "
+        elif all(ops == every for _, ops in per_field):
+            fields_text = f"Fields: {', '.join(self.filterable)}. Operators: {', '.join(every)}. "
+        else:
+            listed = "; ".join(f"{name}: {', '.join(ops)}" for name, ops in per_field)
+            fields_text = f"Fields and their operators: {listed}. "
         return Query(
             description=(
                 "Filters, one query parameter each: `field=value` or "
-                "`field__operator=value`, all of which must hold. "
-                f"Fields: {', '.join(self.filterable) or 'none'}. "
-                f"Operators: {', '.join(operators)}. "
+                "`field__operator=value`, all of which must hold "
+                "(`field=value` means `field__eq=value`). "
+                f"{fields_text}"
                 "`in`, `not_in` and `between` take comma-separated values, or the "
                 "parameter repeated once per value; `is_null` takes true or false. "
-                "An unknown field, operator or parameter is an error."
+                "An unknown field, an operator the field does not allow, or an unknown "
+                "parameter is an error."
             ),
             json_schema_extra={
                 "type": "object",
@@ -199,7 +251,7 @@ class _QueryParser:
             keys = compile_order_by(
                 self.model,
                 list(order_by) or None,
-                allowed=self.repository.sortable_fields,
+                allowed=self.allowed_sorts,
                 default=self.repository.default_order_by,
             )
         except InvalidFilterError as exc:
@@ -241,7 +293,7 @@ class _QueryParser:
                 compile_filters(
                     self.model,
                     {key: value},
-                    allowed=self.repository.filterable_fields,
+                    allowed=self.allowed_filters,
                     max_in=self.repository.max_in_values,
                 )
             except InvalidFilterError as exc:
@@ -276,8 +328,11 @@ def search_params(
     second holding a comma); any other parameter may appear once.
 
     Sort fields and filters are checked against the repository's ``sortable_fields``
-    and ``filterable_fields``; every other query parameter is an error, so a typo never
-    silently returns every row. Query parameters the route declares itself (on the
+    and ``filterable_fields`` (operators too, where ``filterable_fields`` maps fields to
+    their operators); every other query parameter is an error, so a typo never
+    silently returns every row. A repository must set at least one of the two
+    whitelists; the one left unset (``None``) accepts nothing, and any use of it is a
+    422. Query parameters the route declares itself (on the
     endpoint or another dependency) are left alone, as are *extra_params*. Problems are
     answered with FastAPI's own 422 validation error, one entry per offending parameter
     (``"loc": ["query", "emial__ilike"]``), with the reason as ``type``.
@@ -286,7 +341,7 @@ def search_params(
     (with their bounds and the sortable fields); the filters appear as one free-form
     object parameter named ``filters``, whose properties are sent as separate query
     parameters (OpenAPI's default ``style: form, explode: true``) and whose description
-    and ``propertyNames`` pattern list the filterable fields and operators.
+    and ``propertyNames`` pattern list the filterable fields and each one's operators.
 
     Args:
         repository: The repository class whose whitelists and ``max_page_size`` apply.
@@ -299,9 +354,10 @@ def search_params(
         The dependency; it gives a [`SearchParams`][sqla_repo.ext.fastapi.SearchParams].
 
     Raises:
-        ConfigurationError: A whitelist names something the model does not have.
+        ConfigurationError: Neither ``filterable_fields`` nor ``sortable_fields`` is set,
+            or a whitelist is malformed or names something the model does not have.
     """
-    parser = _QueryParser(repository, {"limit", "offset", "sort", *extra_params})
+    parser = _QueryParser(repository, {"limit", "offset", "sort", *extra_params}, "search_params")
     max_size = repository.max_page_size
 
     async def dependency(
@@ -345,10 +401,21 @@ def cursor_params(
         The dependency; it gives a [`CursorParams`][sqla_repo.ext.fastapi.CursorParams].
 
     Raises:
-        ConfigurationError: A whitelist names something the model does not have.
+        ConfigurationError: Neither ``filterable_fields`` nor ``sortable_fields`` is set,
+            or a whitelist is malformed or names something the model does not have.
     """
-    parser = _QueryParser(repository, {"limit", "cursor", "before", "sort", *extra_params})
+    parser = _QueryParser(
+        repository, {"limit", "cursor", "before", "sort", *extra_params}, "cursor_params"
+    )
     max_size = repository.max_page_size
+    if cursor_secret_is_ephemeral():
+        logger.warning(
+            "cursor_params(%s): keyset cursors are signed with a random per-process secret; "
+            "a cursor made by one worker or before a restart will be refused. Set %s (the "
+            "same value in every worker) or call set_cursor_secret() at start-up.",
+            repository.__name__,
+            CURSOR_SECRET_ENV,
+        )
 
     async def dependency(
         request: Request,
