@@ -4,8 +4,10 @@ Classification keys on structured codes, never on message text: the SQLSTATE
 (PostgreSQL through asyncpg and psycopg), the server errno (MySQL/MariaDB, whose
 drivers report SQLSTATE ``23000`` for every integrity error) and SQLite's extended
 result code. Message text is read only to recover a constraint or column *name* where
-the server reports no structured one, never to decide the class; the one exception is
-SQLite on Python 3.10, whose ``sqlite3`` module exposes no result code.
+the server reports no structured one, never to decide the class; the exceptions are
+SQLite on Python 3.10, whose ``sqlite3`` module exposes no result code, and PostgreSQL's
+row-level security refusal, which shares SQLSTATE 42501 with a missing privilege (it
+becomes a ``TenantMismatchError``; a missing privilege is left as it is).
 
 Errors raised before the statement reaches the database are classified by their type:
 a ``StatementError`` raised while binding a value (the value could not be converted for
@@ -36,6 +38,7 @@ from sqla_repo.exceptions import (
     NotNullViolationError,
     RepositoryError,
     StatementTimeoutError,
+    TenantMismatchError,
     UniqueViolationError,
 )
 
@@ -281,6 +284,17 @@ def _transient(codes: _Codes) -> bool:
     )
 
 
+ROW_SECURITY_SQLSTATE: Final = "42501"
+"""PostgreSQL's insufficient_privilege, raised (among others) by a row-level security
+policy's ``WITH CHECK``."""
+
+
+def _row_security(error: sa_exc.DBAPIError) -> bool:
+    # insufficient_privilege also means a missing GRANT, a deployment error left as it
+    # is; the policy's refusal has no code of its own, so its fixed wording decides.
+    return "row-level security" in str(error.orig)
+
+
 def _timed_out(codes: _Codes) -> bool:
     return codes.sqlstate in TIMEOUT_SQLSTATES or codes.errno in TIMEOUT_MYSQL_ERRNOS
 
@@ -354,6 +368,8 @@ def _translate_dbapi(
             model=model,
             detail={"reason": "lock_conflict"},
         )
+    if codes.sqlstate == ROW_SECURITY_SQLSTATE and _row_security(error):
+        return TenantMismatchError(model=model, detail={"reason": "row_level_security"})
     cls = _classify(error, codes)
     if cls is not None:
         # A not-null violation names a column; the other classes name a constraint.

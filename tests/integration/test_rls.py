@@ -37,7 +37,7 @@ from sqlalchemy.pool import NullPool
 
 import backends
 from sqla_repo import IntegerPKMixin, TenantMixin, all_tenants, rls, tenant
-from sqla_repo.exceptions import ConfigurationError
+from sqla_repo.exceptions import ConfigurationError, TenantMismatchError
 from sqla_repo.repository import BaseRepository
 from sqla_repo.routing import transaction_pooling_options
 
@@ -494,6 +494,24 @@ async def test_repository_crud_as_the_plain_role(backend, admin, app):
         async with _sessions(app)() as session, session.begin():
             assert [d.title for d in await RlsDocRepository(session).list()] == ["two"]
             assert (await session.scalars(select(RlsCompany.vat))).all() == ["V1"]
+
+
+async def test_a_write_the_policy_refuses_is_a_tenant_mismatch(backend, admin, app):
+    """The database's refusal reaches the caller typed, and the transaction goes on."""
+    await _seed(admin)
+    with tenant("A"):
+        async with _sessions(app)() as session, session.begin():
+            # Another layer (a trigger, a bug, a hostile extension) set another tenant:
+            # the ORM writes tenant_id 'A', the policy expects 'B' and refuses the row.
+            await session.execute(text("SELECT set_config('sqla_repo.tenant', 'B', true)"))
+            repo = RlsDocRepository(session)
+            with pytest.raises(TenantMismatchError) as info:
+                await repo.create({"title": "smuggled"})
+            assert info.value.detail["reason"] == "row_level_security"
+            assert "smuggled" not in str(info.value)
+            # The repository's savepoint kept the transaction usable.
+            assert (await session.scalars(text("SELECT title FROM rls_docs"))).all() == ["b1"]
+    assert await _admin_rows(admin) == [("A", "a1"), ("A", "a2"), ("B", "b1")]
 
 
 @settings(
