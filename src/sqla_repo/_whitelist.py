@@ -12,6 +12,9 @@ import enum
 from collections.abc import Collection, Mapping
 from typing import Any, Final, Literal, TypeAlias
 
+from sqlalchemy.sql import sqltypes
+
+from sqla_repo._coerce import unwrap
 from sqla_repo._sql import mapper_of
 from sqla_repo.exceptions import ConfigurationError
 
@@ -172,9 +175,15 @@ def sort_whitelist(model: type[Any] | None, allowed: SortWhitelist, *, setting: 
         ConfigurationError: The whitelist is not a collection of field names.
     """
     if isinstance(allowed, AllColumns):
-        names = () if model is None else mapper_of(model).column_attrs.keys()
+        attrs = () if model is None else mapper_of(model).column_attrs
+        names = [attr.key for attr in attrs if not unorderable(attr.expression.type)]
         return Whitelist(dict.fromkeys(names, frozenset()))
     return Whitelist(dict.fromkeys(_names(setting, allowed), frozenset()))
+
+
+def unorderable(type_: Any) -> bool:
+    """Whether values of *type_* have no order on some backend (PostgreSQL's ``json``)."""
+    return isinstance(unwrap(type_), sqltypes.JSON)
 
 
 def check_settings(cls: type[Any]) -> None:

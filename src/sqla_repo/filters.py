@@ -112,6 +112,7 @@ from sqla_repo._whitelist import (
     names_sort_field,
     not_set,
     sort_whitelist,
+    unorderable,
 )
 from sqla_repo.exceptions import ConfigurationError, InvalidFilterError
 
@@ -592,6 +593,9 @@ def _named_sort_key(model: type[Any], item: str, whitelist: Whitelist | None) ->
     target = resolve(model, name)
     if target.path:
         msg = f"{model.__name__}: cannot sort on the relationship path {name!r}."
+        raise ConfigurationError(msg, model=model)
+    if unorderable(target.expression.type):
+        msg = f"{model.__name__}: cannot sort on {name!r}, a JSON column (no order on PostgreSQL)."
         raise ConfigurationError(msg, model=model)
     descending = item.startswith("-")
     return SortKey(target.expression, descending, name, nullable=target.nullable, attribute=name)

@@ -1003,3 +1003,30 @@ class TestCheckSettings:
             with pytest.raises(ConfigurationError) as info:
                 check_settings(cls)
             assert cls.__name__ in str(info.value)
+
+
+class _JsonBase(DeclarativeBase):
+    pass
+
+
+class _WithJson(_JsonBase):
+    __tablename__ = "with_json"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    data: Mapped[Any] = mapped_column(JSON, default=None)
+    name: Mapped[str] = mapped_column(String(20), default="")
+
+
+class TestJsonSort:
+    """JSON values have no order on PostgreSQL: a JSON column is never a sort key."""
+
+    def test_all_columns_leaves_json_out(self):
+        keys = compile_order_by(_WithJson, ["name"], allowed=ALL_COLUMNS)
+        assert [k.name for k in keys] == ["name", "id"]
+        with pytest.raises(InvalidFilterError) as info:
+            compile_order_by(_WithJson, ["data"], allowed=ALL_COLUMNS)
+        assert info.value.detail["reason"] == "not_sortable"
+
+    def test_a_listed_json_column_is_a_configuration_error(self):
+        with pytest.raises(ConfigurationError, match="JSON"):
+            compile_order_by(_WithJson, ["-data"], allowed=("data",))
