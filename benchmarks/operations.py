@@ -191,6 +191,30 @@ async def bulk_aa(env: Env, repo: Any, rows: list[dict[str, Any]]) -> Any:
     return await repo.add_many([model(**row) for row in rows])  # type: ignore[misc]
 
 
+# -- bulk insert: many rows, no objects back --------------------------------------------
+
+
+async def bulk_insert_core(env: Env, conn: Any, rows: list[dict[str, Any]]) -> Any:
+    # No RETURNING: the dialect's executemany (insertmanyvalues where it batches that way).
+    await conn.execute(insert(env.models.table), rows)
+    return len(rows)
+
+
+async def bulk_insert_orm(env: Env, session: AsyncSession, rows: list[dict[str, Any]]) -> Any:
+    # SQLAlchemy 2.x's ORM bulk INSERT without RETURNING: Python defaults, no objects.
+    await session.execute(insert(env.models.hand), rows)
+    return len(rows)
+
+
+async def bulk_insert_repo(_env: Env, repo: Any, rows: list[dict[str, Any]]) -> Any:
+    return await repo.bulk_insert(rows)
+
+
+def has_bulk_insert(env: Env) -> bool:
+    """Whether this version of sqla_repo has ``bulk_insert()`` (the harness predates it)."""
+    return hasattr(env.models.repo_class, "bulk_insert")
+
+
 # -- search: a filtered page of 50 with the total ---------------------------------------
 
 
@@ -534,6 +558,16 @@ async def check_bulk(env: Env, session: AsyncSession, arg: Any, result: Any) -> 
     assert found == len(arg), found
 
 
+async def check_bulk_insert(env: Env, session: AsyncSession, arg: Any, result: Any) -> None:
+    t = env.models.table
+    assert result == len(arg), result
+    prefix = arg[0]["email"].split("-")[0]
+    found = await session.scalar(
+        select(func.count()).select_from(t).where(t.c.email.like(f"{prefix}-%"))
+    )
+    assert found == len(arg), found
+
+
 async def check_search(env: Env, _session: AsyncSession, _arg: Any, result: Any) -> None:
     items, total = items_and_total(result)
     assert len(items) == PAGE, len(items)
@@ -582,7 +616,15 @@ def operations(env: Env, *, reps: int, heavy_reps: int, quick: bool) -> list[Ope
     ]
 
 
-WRITES = {"create", "update", "delete", "bulk_create", "bulk_create_returning", "upsert"}
+WRITES = {
+    "create",
+    "update",
+    "delete",
+    "bulk_create",
+    "bulk_create_returning",
+    "bulk_insert",
+    "upsert",
+}
 
 
 def _with_nosp(op: Operation) -> Operation:
@@ -677,6 +719,19 @@ def _operations(env: Env, *, reps: int, heavy_reps: int, quick: bool) -> list[Op
             fns={"core": bulk_core, "orm": bulk_orm_returning, "sqla_repo": bulk_repo},
             args=lambda _env, rep, _k: [new_rows(env.bulk_rows, f"r{rep}")],
             check=check_bulk,
+        ),
+        Operation(
+            "bulk_insert",
+            f"bulk insert {env.bulk_rows:,} rows, no objects back",
+            per_sample=1,
+            reps=heavy_reps,
+            fns={
+                "core": bulk_insert_core,
+                "orm": bulk_insert_orm,
+                **({"sqla_repo": bulk_insert_repo} if has_bulk_insert(env) else {}),
+            },
+            args=lambda env, rep, _k: [new_rows(env.bulk_rows, f"i{rep}")],
+            check=check_bulk_insert,
         ),
         Operation(
             "upsert",

@@ -63,6 +63,9 @@ async def amain(args: argparse.Namespace) -> None:
                 for o in ops.operations(env, reps=1, heavy_reps=1, quick=False)
                 if o.name == args.op
             )
+            if args.contender not in op.fns:
+                # e.g. bulk_insert before the repository has the method
+                sys.exit(f"{args.op} has no {args.contender} contender in this version")
             fn = op.fns[args.contender]
             sessions = max(args.calls // args.per_session, 1)
             profiler = cProfile.Profile()
@@ -80,8 +83,18 @@ async def amain(args: argparse.Namespace) -> None:
                     finally:
                         await session.rollback()
             stats = pstats.Stats(profiler, stream=sys.stdout)
+            calls = sessions * args.per_session
+            # Function calls per operation do not depend on the machine's load, unlike
+            # the times, which makes them the figure to compare between two versions.
+            print(
+                f"{args.contender} {args.op} on {args.backend}: "
+                f"{stats.total_calls / calls:,.0f} function calls per call, "
+                f"{stats.total_tt / calls * 1e6:,.0f} µs per call under the profiler"
+            )
             restrictions: list[object] = [args.filter] if args.filter else []
             stats.strip_dirs().sort_stats(args.sort).print_stats(*restrictions, args.top)
+            if args.dump:
+                stats.dump_stats(args.dump)
         finally:
             await engine.dispose()
 
@@ -100,6 +113,7 @@ def main() -> None:
     parser.add_argument("--sort", default="cumulative")
     parser.add_argument("--top", type=int, default=35)
     parser.add_argument("--filter", help="only functions whose file:line(name) matches this regex")
+    parser.add_argument("--dump", help="also save the statistics to this file (pstats format)")
     asyncio.run(amain(parser.parse_args()))
 
 

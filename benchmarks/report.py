@@ -1,10 +1,13 @@
 """Render a results file as the Markdown tables of docs/performance.md.
 
     python benchmarks/report.py                      # print the reference results' tables
+    python benchmarks/report.py --summary            # print only the one-screen summary
     python benchmarks/report.py --write docs/performance.md
 
 With ``--write``, the text between ``<!-- results:start -->`` and ``<!-- results:end -->``
-in the given file is replaced, so the page's figures always come from one results file.
+in the given file is replaced, so the page's figures always come from one results file;
+so is the text between ``<!-- summary:start -->`` and ``<!-- summary:end -->`` when the
+file has those markers (the summary table the page opens with).
 """
 
 from __future__ import annotations
@@ -15,11 +18,29 @@ import re
 from pathlib import Path
 from typing import Any
 
-from run import evaluate_targets
+from run import TARGETS, evaluate_targets
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_INPUT = HERE / "reference-results.json"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+SUMMARY_START, SUMMARY_END = "<!-- summary:start -->", "<!-- summary:end -->"
+
+# How the summary names each ratio target's operation and its yardstick.
+SUMMARY_OPS = {
+    "get": "`get(id)`",
+    "create": "`create()`",
+    "update": "`update(id, values)`",
+    "delete": "`delete(id)`",
+    "bulk_create": "`bulk_create()`",
+    "bulk_create_returning": "`bulk_create()`",
+    "bulk_insert": "`bulk_insert()`",
+    "search": "`search()`, page and total",
+    "keyset_deep": "keyset page at 90 % depth",
+}
+SUMMARY_AGAINST = {
+    ("bulk_create_returning", "orm"): "ORM `insert().returning()`",
+    ("bulk_insert", "core"): "Core `insert()`, executemany",
+}
 
 CONTENDERS = ("core", "orm", "sqla_repo", "sqla_repo_nosp", "advanced_alchemy", "fastcrud")
 LABELS = {
@@ -103,6 +124,89 @@ def targets_table(results: dict[str, Any]) -> list[str]:
             row.append(f"{'met' if target['met'] else '**missed**'} ({shown})")
         rows.append(row)
     return table(["target", *(BACKENDS[b] for b in backends)], rows, "l" + "l" * len(backends))
+
+
+def _judged(met: bool, shown: str) -> str:
+    return f"met {shown}" if met else f"**missed** {shown}"
+
+
+def _ratio_name(op: str, against: str, limit: float) -> str:
+    yardstick = SUMMARY_AGAINST.get((op, against), "Core" if against == "core" else "hand-written")
+    return f"{SUMMARY_OPS.get(op, op)} ≤ {limit:.2f}{TIMES} {yardstick}"
+
+
+def summary_table(results: dict[str, Any]) -> list[str]:
+    """One row per target with the verdict and the figure on each backend.
+
+    Ratio targets show the ratio; "faster than" and "no more statements" targets, which
+    are judged per operation, show how many operations meet them and name the misses.
+    """
+    backends = list(results["backends"])
+    # Every ratio target has a row, in the issue's order; a dash where it was not measured
+    # (an operation left out with --ops, or a method this version does not have yet).
+    rows: dict[str, dict[str, str]] = {
+        _ratio_name(op, against, limit): {} for op, against, limit, _ in TARGETS
+    }
+    grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    labels: dict[str, str] = {}
+    streams: dict[str, str] = {}
+    for target in evaluate_targets(results):
+        kind, backend = target.get("kind", "ratio"), target["backend"]
+        if kind == "ratio":
+            name = _ratio_name(target["op"], target["against"], target["limit"])
+            shown = fmt_ratio(target["figure"])
+            rows.setdefault(name, {})[backend] = _judged(target["met"], shown)
+        elif kind == "keyset_vs_page1":
+            name = f"keyset page at 90 % depth ≤ {target['limit']:.2f}{TIMES} its page 1"
+            shown = fmt_ratio(target["figure"])
+            rows.setdefault(name, {})[backend] = _judged(target["met"], shown)
+        elif kind == "stream":
+            streams[backend] = _judged(target["met"], "").strip()
+        else:
+            grouped.setdefault(kind, {}).setdefault(backend, []).append(target)
+    for kind, per_backend in grouped.items():
+        counts = {len(items) for items in per_backend.values()}
+        many = f"{max(counts)} operations" if len(counts) == 1 else "each operation"
+        if kind == "statements":
+            labels[kind] = f"no more statements than hand-written ({many})"
+        else:
+            labels[kind] = f"faster than {LABELS[kind.split(':', 1)[1]]} ({many})"
+        for backend, items in per_backend.items():
+            missed = [t["op"] for t in items if not t["met"]]
+            shown = f"{len(items) - len(missed)} of {len(items)}"
+            if missed:
+                shown += " (" + ", ".join(missed) + ")"
+            rows.setdefault(labels[kind], {})[backend] = _judged(not missed, shown)
+    if streams:
+        rows["`stream()` at constant memory"] = streams
+    body = [[name, *(cells.get(b, DASH) for b in backends)] for name, cells in rows.items()]
+    return table(["target", *(BACKENDS[b] for b in backends)], body, "l" * (len(backends) + 1))
+
+
+def render_summary(results: dict[str, Any]) -> str:
+    """The summary table between its markers, with the run it comes from."""
+    source = results.get("source", {})
+    commit = source.get("commit")
+    where = f" at commit `{commit[:12]}`" if commit else ""
+    out = [
+        SUMMARY_START,
+        "",
+        (
+            f"Ratios of medians from one run{where} ({results.get('created', 'date unknown')}); "
+            '"met" or "**missed**" judges each against its target.'
+        ),
+        "",
+        *summary_table(results),
+        "",
+        SUMMARY_END,
+    ]
+    return "\n".join(out) + "\n"
+
+
+def _replace(page: str, start: str, end: str, text: str) -> str:
+    before, rest = page.split(start, 1)
+    _, after = rest.split(end, 1)
+    return before + text.rstrip("\n") + after
 
 
 def count_table(results: dict[str, Any]) -> list[str]:
@@ -285,15 +389,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("input", nargs="?", type=Path, default=DEFAULT_INPUT)
     parser.add_argument("--write", type=Path, help="replace the results section of this file")
+    parser.add_argument(
+        "--summary", action="store_true", help="print only the one-screen summary table"
+    )
     args = parser.parse_args()
-    text = render(json.loads(args.input.read_text()))
+    results = json.loads(args.input.read_text())
     if args.write is None:
-        print(text, end="")
+        print(render_summary(results) if args.summary else render(results), end="")
         return
-    page = args.write.read_text()
-    before, rest = page.split(START, 1)
-    _, after = rest.split(END, 1)
-    args.write.write_text(before + text.rstrip("\n") + after)
+    page = _replace(args.write.read_text(), START, END, render(results))
+    if SUMMARY_START in page and SUMMARY_END in page:
+        page = _replace(page, SUMMARY_START, SUMMARY_END, render_summary(results))
+    args.write.write_text(page)
     print(f"updated {args.write}")
 
 

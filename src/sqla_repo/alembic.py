@@ -54,7 +54,8 @@ def process_revision_directives(context: Any, revision: Any, directives: list[An
       its indexes, and MySQL/MariaDB refuse to drop first an index a foreign key needs;
     * drops, after the tables, the named ``Enum`` types they used and no table of the
       target metadata still uses (PostgreSQL keeps an enum type after its table is gone;
-      elsewhere the rendered line does nothing).
+      elsewhere the rendered line does nothing). A ``postgresql.ENUM(create_type=False)``
+      is left alone: the application manages that type itself.
 
     To combine it with a hook of your own, call both from one function.
     """
@@ -101,10 +102,14 @@ def _tidy_drops(ops: Any, container: Any, metadatas: list[Any]) -> None:
 
 
 def _named_enums(columns: Any) -> list[Any]:
+    # ``postgresql.ENUM(create_type=False)``: the application creates and drops the type.
     return [
         column.type
         for column in columns
-        if isinstance(column.type, Enum) and column.type.name and column.type.native_enum
+        if isinstance(column.type, Enum)
+        and column.type.name
+        and column.type.native_enum
+        and getattr(column.type, "create_type", True)
     ]
 
 

@@ -19,13 +19,18 @@ Routing rules, decided per statement by
 - A plain ``SELECT`` goes to a replica while the current transaction has written
   nothing; one replica is chosen per transaction, so its reads share one connection.
 - Everything else goes to the primary: flushes, ``INSERT``/``UPDATE``/``DELETE``,
-  ``SELECT … FOR UPDATE``/``FOR SHARE``, textual SQL (whose effect cannot be known), and
-  requests for a connection without a statement.
+  ``SELECT … FOR UPDATE``/``FOR SHARE``, a ``SELECT`` holding one of those in a subquery
+  or CTE (PostgreSQL's data-modifying ``WITH``) or a sequence's next value, textual SQL
+  (whose effect cannot be known), and requests for a connection without a statement.
+  A ``SELECT`` calling a function that writes (``select(func.my_procedure())``) cannot
+  be told from a read: run it inside ``use_primary()``.
 - After the first statement sent to the primary, every later statement of the same
   transaction goes there too (read-your-writes); the next transaction starts over.
 - Inside ``with use_primary():`` every statement goes to the primary.
-- A replica that cannot be reached is skipped for ``retry_after`` seconds and the
-  statement goes to the primary; the failure is logged, never raised.
+- A replica is checked (a ping on a pooled connection) when a transaction picks it; one
+  that cannot be reached is skipped for ``retry_after`` seconds and the statement goes
+  to the primary, the failure logged, not raised. A replica lost later, during the
+  transaction, fails that transaction's statement or its commit.
 
 Replicas lag: a row committed by one transaction may be missing from a replica read that
 starts right after. Read through ``use_primary()`` when a read must see a commit that
@@ -46,7 +51,9 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Select, visitors
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.functions import next_value
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -104,10 +111,8 @@ class _Replicas:
 
     def _reachable(self, engine: Engine, index: int) -> bool:
         try:
-            # A pool check-out: free when an idle connection is pooled, a connect otherwise.
-            with engine.connect():
-                pass
-        except (exc.DBAPIError, OSError) as error:
+            _ping(engine)
+        except (exc.DBAPIError, OSError, engine.dialect.loaded_dbapi.Error) as error:
             self._down_until[index] = time.monotonic() + self.retry_after
             logger.warning(
                 "replica %s unreachable (%s); reading from the primary for %.0f s",
@@ -118,6 +123,30 @@ class _Replicas:
             return False
         self._down_until.pop(index, None)
         return True
+
+
+def _ping(engine: Engine) -> None:
+    """Check out a replica connection and prove the server still answers on it.
+
+    A pooled connection whose server went away (restart, failover, an idle timeout)
+    checks out fine and fails on its first statement, inside the caller's transaction.
+    The ping (the dialect's, below the statement events) finds it here instead; a
+    connection found dead is discarded and one more is tried, so a replica that
+    restarted is used again at once.
+    """
+    for attempt in range(2):
+        with engine.connect() as conn:
+            dbapi_connection = conn.connection.dbapi_connection
+            if dbapi_connection is None:  # invalidated meanwhile: take another
+                continue
+            try:
+                engine.dialect.do_ping(dbapi_connection)
+            except engine.dialect.loaded_dbapi.Error as error:
+                conn.invalidate(error)
+                if attempt or not engine.dialect.is_disconnect(error, dbapi_connection, None):
+                    raise
+            else:
+                return
 
 
 class RoutingSession(Session):
@@ -155,14 +184,26 @@ class RoutingSession(Session):
         return self._replica
 
     def _is_plain_read(self, clause: Any) -> bool:
-        return (
-            not self._flushing and isinstance(clause, Select) and clause._for_update_arg is None  # noqa: SLF001 - FOR UPDATE / FOR SHARE
-        )
+        return not self._flushing and isinstance(clause, Select) and not _writes_or_locks(clause)
 
     @property
     def routed_to_primary(self) -> bool:
         """Whether the current transaction has been sent to the primary."""
         return self._on_primary
+
+
+def _writes_or_locks(statement: Select[Any]) -> bool:
+    """Whether a ``SELECT`` writes or locks anywhere inside (subqueries and CTEs included).
+
+    Catches ``FOR UPDATE`` / ``FOR SHARE`` at any level, ``INSERT``/``UPDATE``/``DELETE``
+    in a CTE (PostgreSQL's data-modifying ``WITH``) and a sequence's next value.
+    """
+    for element in visitors.iterate(statement):
+        if isinstance(element, (UpdateBase, next_value)):
+            return True
+        if isinstance(element, Select) and element._for_update_arg is not None:  # noqa: SLF001 - FOR UPDATE / FOR SHARE
+            return True
+    return False
 
 
 @event.listens_for(RoutingSession, "after_transaction_end")
@@ -188,11 +229,25 @@ def replica_sessionmaker(
             everything goes to the primary.
         retry_after: Seconds a replica that could not be reached is left out before it
             is tried again.
-        session_kw: Passed to ``async_sessionmaker`` (``expire_on_commit=False`` …).
+        session_kw: Passed to ``async_sessionmaker``. ``expire_on_commit`` defaults to
+            ``False`` here: expired attributes would be re-read from a replica that may not
+            have replayed the commit yet.
+
+    Raises:
+        TypeError: *session_kw* holds ``bind``/``binds`` (the routing chooses the bind)
+            or ``twophase=True`` (a standby cannot prepare a transaction).
     """
     if "bind" in session_kw or "binds" in session_kw:
         msg = "replica_sessionmaker() chooses the bind itself; do not pass bind/binds"
         raise TypeError(msg)
+    if session_kw.get("twophase"):
+        # A replica cannot PREPARE TRANSACTION (a standby is read-only), and its reads
+        # have nothing to commit atomically with the primary's writes.
+        msg = "replica_sessionmaker() does not support twophase=True"
+        raise TypeError(msg)
+    # Expiring on commit would make the next attribute access re-read the row from a
+    # replica that may not have replayed the commit yet: keep the loaded values.
+    session_kw.setdefault("expire_on_commit", False)
     routing = (primary.sync_engine, _Replicas([r.sync_engine for r in replicas], retry_after))
     return async_sessionmaker(sync_session_class=RoutingSession, routing=routing, **session_kw)
 

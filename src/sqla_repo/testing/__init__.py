@@ -265,7 +265,10 @@ def sqla_engine_options() -> dict[str, Any]:
 def _engine_scope(fixture_name: str, config: pytest.Config) -> str:  # noqa: ARG001
     # An engine's pooled connections belong to one event loop: live as long as the loop
     # the tests run in (a session when asyncio_default_test_loop_scope = session).
-    scope = config.getini("asyncio_default_test_loop_scope") or "function"
+    try:
+        scope = config.getini("asyncio_default_test_loop_scope") or "function"
+    except ValueError:  # pytest-asyncio before 0.26 has no such option: per-test loops
+        scope = "function"
     return str(scope)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -79,6 +80,11 @@ def normalise(value: str) -> URL:
     return url
 
 
+def _masked(message: str) -> str:
+    """*message* with the password of every ``scheme://user:password@`` in it masked."""
+    return re.sub(r"(://[^/@:\s]*:)[^@\s]*@", r"\1***@", message)
+
+
 def shown(url: URL) -> str:
     """The URL as reports show it, password masked."""
     return url.render_as_string(hide_password=True)
@@ -141,8 +147,11 @@ def create(configured: str) -> TestDatabase:
     """
     try:
         url = normalise(configured)
-    except Exception as exc:
-        raise DatabaseError(f"{configured!r} is not a database URL: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - reported as a DatabaseError, password masked
+        # Parsing failed, so the password cannot be hidden by the URL object: mask the
+        # userinfo's password in the text (the parser's message may quote the URL too).
+        message = _masked(f"{configured!r} is not a database URL: {exc}")
+        raise DatabaseError(message) from None
     try:
         if url.get_backend_name() == "sqlite":
             path = Path(tempfile.mkdtemp(prefix="sqla_test_")) / "test.db"
