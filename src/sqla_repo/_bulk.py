@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, delete, func, insert, select, tuple_, update
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import lazyload
 
 from sqla_repo import _joined
 from sqla_repo._hooks import INCLUDE_DELETED
@@ -29,6 +30,9 @@ __all__ = [
     "bulk_update",
     "connected_dialect",
     "delete_where",
+    "drop_defaulted_none",
+    "get_or_insert",
+    "insert_many",
     "insert_returning",
     "row_dicts",
     "update_returning",
@@ -85,6 +89,21 @@ def row_dicts(info: ModelInfo, rows: Iterable[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def drop_defaulted_none(info: ModelInfo, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Leave out ``None`` for columns with a default, as the unit of work does on INSERT.
+
+    ``create({"id": None})`` inserts a generated key and ``{"name": None}`` the column's
+    default; a bulk INSERT that rendered them as NULL would refuse or store a different row.
+    """
+    defaulted = info.defaulted_keys
+    out = []
+    for row in rows:
+        if any(row.get(k, 0) is None for k in defaulted):
+            row = {k: v for k, v in row.items() if v is not None or k not in defaulted}  # noqa: PLW2901
+        out.append(row)
+    return out
+
+
 async def insert_returning(
     session: AsyncSession,
     info: ModelInfo,
@@ -111,6 +130,25 @@ async def insert_returning(
         for index, obj in zip(indexes, objs, strict=True):
             out[index] = obj
     return out
+
+
+async def insert_many(
+    session: AsyncSession, info: ModelInfo, rows: Sequence[dict[str, Any]], *, batch_size: int
+) -> int:
+    """Insert *rows* with ORM bulk ``INSERT`` (insertmanyvalues, no ``RETURNING``).
+
+    Column defaults, the version's first value and the hooks' tenant check apply as for
+    every ORM ``INSERT``; no object is built or added to the session. Rows are grouped by
+    key set so that each group batches into multi-row statements.
+    """
+    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(frozenset(row), []).append(row)
+    stmt = insert(info.model).execution_options(render_nulls=True)
+    for group in groups.values():
+        for batch in _chunks(group, batch_size):
+            await session.execute(stmt, batch)
+    return len(rows)
 
 
 async def _insert_uniform(
@@ -140,7 +178,7 @@ async def _insert_uniform(
         stmt = insert(info.model).returning(info.model).execution_options(render_nulls=True)
         pk = info.pk_keys[0]
         for batch in _chunks(rows, batch_size):
-            objs = list((await session.execute(stmt, batch)).scalars().all())
+            objs = list((await session.execute(stmt, batch)).scalars().unique().all())
             objs.sort(key=lambda obj: getattr(obj, pk))
             out.extend(objs)
         return out
@@ -150,7 +188,7 @@ async def _insert_uniform(
         .execution_options(render_nulls=True)
     )
     for batch in _chunks(rows, batch_size):
-        out.extend((await session.execute(stmt, batch)).scalars().all())
+        out.extend((await session.execute(stmt, batch)).scalars().unique().all())
     return out
 
 
@@ -182,7 +220,7 @@ async def update_returning(
     )
     if update_returning:
         stmt = stmt.returning(info.model).execution_options(populate_existing=True)
-        return (await session.execute(stmt)).scalars().one_or_none()
+        return (await session.execute(stmt)).scalars().unique().one_or_none()
     result = await session.execute(stmt)
     if not result.rowcount:  # type: ignore[attr-defined]
         return None
@@ -191,7 +229,7 @@ async def update_returning(
         .where(criterion if identity is None else identity)
         .execution_options(populate_existing=True, **{INCLUDE_DELETED: True})
     )
-    return (await session.scalars(reread)).one_or_none()
+    return (await session.scalars(reread)).unique().one_or_none()
 
 
 async def update_where(
@@ -219,7 +257,7 @@ async def update_where(
     # expires them instead: reading them later would need lazy IO (MissingGreenlet).
     expired = [
         state.identity
-        for state in session.sync_session.identity_map.all_states()
+        for state in session.identity_map.all_states()
         if isinstance(state.obj(), info.model)
         and state.identity is not None
         and state.expired_attributes
@@ -309,7 +347,7 @@ async def _refresh_loaded(
 ) -> None:
     # Core statements leave loaded objects stale; reload the ones in the session with one
     # SELECT rather than expiring them (an expired attribute would need lazy IO).
-    identity_map = session.sync_session.identity_map
+    identity_map = session.identity_map
     loaded = [
         ident
         for ident in idents
@@ -323,11 +361,16 @@ async def _refresh_loaded(
         chunk = loaded[start : start + 500]
         stmt = select(info.model).where(target.in_(chunk if composite else [i[0] for i in chunk]))
         opts = {"populate_existing": True, INCLUDE_DELETED: True}
-        await session.execute(stmt.execution_options(**opts))
+        # Consumed: a sync Session loads the rows only as they are fetched.
+        (await session.scalars(stmt.execution_options(**opts))).unique().all()
 
 
 def _conflict_keys(
-    info: ModelInfo, rows: Sequence[dict[str, Any]], conflict_on: Sequence[str]
+    info: ModelInfo,
+    rows: Sequence[dict[str, Any]],
+    conflict_on: Sequence[str],
+    *,
+    duplicates: bool = False,
 ) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
     """Validate *conflict_on* against *rows*; return the rows and their key tuples."""
     if not conflict_on:
@@ -347,7 +390,7 @@ def _conflict_keys(
         # Compare keys as the database returns them ("3" -> 3, str -> UUID).
         row.update({k: info.coerce_value(k, row[k]) for k in conflict_on})
         wanted.append(tuple(row[k] for k in conflict_on))
-    if len(set(wanted)) != len(wanted):
+    if not duplicates and len(set(wanted)) != len(wanted):
         msg = "two rows have the same conflict_on values"
         raise RepositoryError(msg, model=info.model, detail={"fields": list(conflict_on)})
     return out, wanted
@@ -370,13 +413,125 @@ async def _read_back(
         # A locking read sees the latest committed row: under REPEATABLE READ a plain
         # read misses a row committed after the snapshot that the upsert left unchanged.
         stmt = select(info.model).where(target.in_(values)).with_for_update(read=True)
-        for obj in (await session.scalars(stmt.execution_options(populate_existing=True))).all():
+        # No eager JOIN under the lock: PostgreSQL refuses FOR SHARE on the nullable side
+        # of an outer join. The repository loads the relationships afterwards.
+        stmt = stmt.options(lazyload("*")).execution_options(populate_existing=True)
+        for obj in (await session.scalars(stmt)).all():
+            found[tuple(getattr(obj, k) for k in conflict_on)] = obj
+    return found
+
+
+async def _read_back_by_key(
+    session: AsyncSession,
+    info: ModelInfo,
+    conflict_on: Sequence[str],
+    wanted: Sequence[tuple[Any, ...]],
+    batch_size: int,
+) -> dict[tuple[Any, ...], Any]:
+    """Like :func:`_read_back`, for MySQL/MariaDB, without scanning under a lock.
+
+    InnoDB may read a small table's ``IN`` list by a full scan, and a locking scan waits
+    for the rows concurrent inserters hold while they wait for this transaction's keys: a
+    deadlock. A plain read finds the rows this transaction's snapshot can see; each key
+    it misses (committed by another transaction since the snapshot) is then read with a
+    locking equality lookup, which touches that key's index entry only.
+    """
+    attrs = [getattr(info.model, k) for k in conflict_on]
+    target = tuple_(*attrs) if len(attrs) > 1 else attrs[0]
+    found: dict[tuple[Any, ...], Any] = {}
+    for start in range(0, len(wanted), batch_size):
+        chunk = wanted[start : start + batch_size]
+        values = chunk if len(attrs) > 1 else [w[0] for w in chunk]
+        stmt = select(info.model).where(target.in_(values)).options(lazyload("*"))
+        for obj in (await session.scalars(stmt)).all():
+            found[tuple(getattr(obj, k) for k in conflict_on)] = obj
+    _match_folded(found, wanted)
+    for key in [w for w in wanted if w not in found]:
+        stmt = (
+            select(info.model)
+            .where(*(attr == value for attr, value in zip(attrs, key, strict=True)))
+            .options(lazyload("*"))
+            .with_for_update(read=True)
+            .execution_options(populate_existing=True)
+        )
+        for obj in (await session.scalars(stmt)).all():
             found[tuple(getattr(obj, k) for k in conflict_on)] = obj
     return found
 
 
 def _fold(value: Any) -> Any:
     return value.casefold().rstrip(" ") if isinstance(value, str) else value
+
+
+def _match_folded(found: dict[tuple[Any, ...], Any], wanted: Sequence[tuple[Any, ...]]) -> None:
+    """Map keys MariaDB/MySQL matched through their collation to the rows found.
+
+    They compare with the column collation (case-insensitive, PAD SPACE by default): the
+    row found for ``"Bob@x.org "`` may hold ``"bob@x.org"``.
+    """
+    folded = {tuple(map(_fold, key)): obj for key, obj in found.items()}
+    for w in wanted:
+        if w not in found and tuple(map(_fold, w)) in folded:
+            found[w] = folded[tuple(map(_fold, w))]
+
+
+async def get_or_insert(
+    session: AsyncSession,
+    info: ModelInfo,
+    rows: Sequence[dict[str, Any]],
+    *,
+    conflict_on: Sequence[str],
+    batch_size: int,
+    dialect: str,
+) -> list[Any]:
+    """Insert the rows whose *conflict_on* key is not taken; return every key's row in order.
+
+    Existing rows are left exactly as they are (``ON CONFLICT DO NOTHING``; on
+    MySQL/MariaDB ``ON DUPLICATE KEY UPDATE key = key``, a no-op that, unlike
+    ``INSERT IGNORE``, keeps other errors errors). The distinct keys are inserted in
+    sorted order, so concurrent callers lock them in the same order whatever order they
+    list them in, and cannot deadlock on each other. The rows are then read back with a
+    locking ``SELECT`` (which sees rows committed by concurrent callers even under
+    REPEATABLE READ).
+    """
+    # Dialect packages are imported on first use: each costs tens of ms at import time.
+    from sqlalchemy.dialects import postgresql, sqlite  # noqa: PLC0415
+
+    _joined.refuse_joined_upsert(info)
+    rows, wanted = _conflict_keys(info, rows, conflict_on, duplicates=True)
+    if any(value is None for key in wanted for value in key):
+        msg = "conflict_on values must not be None"
+        raise RepositoryError(msg, model=info.model, detail={"fields": list(conflict_on)})
+    first: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for key, row in zip(wanted, rows, strict=True):
+        first.setdefault(key, row)
+    try:
+        ordered = [first[key] for key in sorted(first)]
+    except TypeError:  # keys of mixed types cannot be ordered: keep the input order
+        ordered = list(first.values())
+    ordered = drop_defaulted_none(info, ordered)
+    columns = [info.columns[k] for k in conflict_on]
+    if dialect in {"postgresql", "sqlite"}:
+        module: Any = postgresql if dialect == "postgresql" else sqlite
+        stmt = module.insert(info.model).on_conflict_do_nothing(index_elements=columns)
+    else:
+        stmt = upsert_statement(dialect, info, conflict_on, [])
+    # Rows with different key sets are sent separately, each group still in key order.
+    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for row in ordered:
+        groups.setdefault(frozenset(row), []).append(row)
+    for group in groups.values():
+        for batch in _chunks(group, batch_size):
+            await session.execute(stmt, batch)
+    if dialect in {"postgresql", "sqlite"}:
+        found = await _read_back(session, info, conflict_on, list(first), batch_size)
+    else:
+        found = await _read_back_by_key(session, info, conflict_on, list(first), batch_size)
+        _match_folded(found, wanted)
+    if any(w not in found for w in wanted):
+        # The key is taken by a row this call may not see: soft-deleted or another tenant's.
+        raise ConflictError(model=info.model, detail={"fields": list(conflict_on)})
+    return [found[w] for w in wanted]
 
 
 async def upsert(
@@ -398,7 +553,7 @@ async def upsert(
         stmt = stmt.returning(info.model).execution_options(populate_existing=True)
         found: dict[tuple[Any, ...], Any] = {}
         for batch in _chunks(rows, batch_size):
-            for obj in (await session.execute(stmt, batch)).scalars():
+            for obj in (await session.execute(stmt, batch)).scalars().unique():
                 found[tuple(getattr(obj, k) for k in conflict_on)] = obj
     else:
         one_by_one = binds_after_values(info)
@@ -409,12 +564,7 @@ async def upsert(
             else:
                 await session.execute(stmt, batch)
         found = await _read_back(session, info, conflict_on, wanted, batch_size)
-        # MariaDB/MySQL compare with the column collation (case-insensitive, PAD SPACE by
-        # default): the row found for "Bob@x.org " may hold "bob@x.org".
-        folded = {tuple(map(_fold, key)): obj for key, obj in found.items()}
-        for w in wanted:
-            if w not in found and tuple(map(_fold, w)) in folded:
-                found[w] = folded[tuple(map(_fold, w))]
+        _match_folded(found, wanted)
     if any(w not in found for w in wanted):
         # The conflicting row exists but is soft-deleted or another tenant's.
         raise ConflictError(model=info.model, detail={"fields": list(conflict_on)})

@@ -21,6 +21,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    tuple_,
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper
@@ -56,6 +57,7 @@ class ModelInfo:
     __slots__ = (
         "column_keys",
         "columns",
+        "defaulted_keys",
         "delete_tables",
         "eager_keys",
         "joined",
@@ -65,6 +67,7 @@ class ModelInfo:
         "pk_attrs",
         "pk_columns",
         "pk_keys",
+        "pk_keys_set",
         "relationship_keys",
         "single_criterion",
         "soft_delete",
@@ -87,9 +90,22 @@ class ModelInfo:
         self.table: Table = mapper.local_table
         self.pk_columns = tuple(mapper.primary_key)
         self.pk_keys = tuple(mapper.get_property_by_column(c).key for c in self.pk_columns)
+        self.pk_keys_set = frozenset(self.pk_keys)
         self.pk_attrs = tuple(getattr(model, k) for k in self.pk_keys)
         self.column_keys = frozenset(p.key for p in mapper.column_attrs)
         self.columns = {p.key: p.columns[0] for p in mapper.column_attrs}
+        # Where the unit of work reads an explicit None as "not given" and lets a default
+        # (Python, server or autoincrement) fill the column; bulk INSERTs do the same.
+        self.defaulted_keys = frozenset(
+            key
+            for key, column in self.columns.items()
+            if not column.type.should_evaluate_none
+            and (
+                column.default is not None
+                or column.server_default is not None
+                or column is getattr(column.table, "autoincrement_column", None)
+            )
+        )
         self.relationship_keys = frozenset(r.key for r in mapper.relationships)
         # Relationships the mapper loads with the row (``lazy="joined"``/``"selectin"``…):
         # a returned object must have them loaded, or touching one needs lazy IO.
@@ -223,6 +239,46 @@ def has_join(stmt: Select[Any]) -> bool:
     if setup_joins is None or from_obj is None:
         return any(isinstance(f, Join) for f in stmt.get_final_froms())
     return bool(setup_joins) or any(isinstance(f, Join) for f in from_obj)
+
+
+def fans_out(stmt: Select[Any]) -> bool:
+    """Whether the joins of *stmt* may repeat its entity (a collection or an ad hoc join).
+
+    A join along a many-to-one relationship (``join(Post.author)``) adds at most one row
+    per entity; every other join, including one given as a table and an ON clause, is
+    assumed to fan out.
+    """
+    setup_joins = getattr(stmt, "_setup_joins", None)
+    from_obj = getattr(stmt, "_from_obj", None)
+    if setup_joins is None or from_obj is None or any(isinstance(f, Join) for f in from_obj):
+        return True
+    for target, onclause, *_ in setup_joins:
+        relationship = next(
+            (
+                getattr(e, "property", None)
+                for e in (onclause, target)
+                if hasattr(getattr(e, "property", None), "uselist")
+            ),
+            None,
+        )
+        if relationship is None or relationship.uselist:
+            return True
+    return False
+
+
+def by_key(stmt: Select[Any], info: ModelInfo) -> Select[Any]:
+    """Return ``SELECT model WHERE pk IN (SELECT pk FROM <stmt>)``: one row per entity.
+
+    Deduplicates a fanning join without ``DISTINCT`` over every column, which PostgreSQL
+    refuses for ``json`` columns and which forbids ORDER BY expressions outside the
+    select list. The filters stay inside the subquery; ORDER BY, LIMIT and loader options
+    go on the outer statement, which names the model's own table only.
+    """
+    keys = stmt.with_only_columns(*info.pk_attrs, maintain_column_froms=True).order_by(None)
+    target = tuple_(*info.pk_attrs) if len(info.pk_attrs) > 1 else info.pk_attrs[0]
+    outer = select(info.model).where(target.in_(keys))
+    execution_options = stmt.get_execution_options()
+    return outer.execution_options(**execution_options) if execution_options else outer
 
 
 def count_statement(stmt: Select[Any], info: ModelInfo, *, joined: bool) -> Select[Any]:

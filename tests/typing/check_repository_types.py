@@ -71,3 +71,13 @@ async def check(session: AsyncSession) -> None:
     books = BookRepository(session)
     assert_type(await books.get_by_id(1), Book)
     assert_type((await books.search()).items, Sequence[Book])
+
+
+async def models_known_at_run_time(session: AsyncSession, model: type[Author]) -> None:
+    repo_class = BaseRepository.for_model(model)
+    assert_type(repo_class, type[BaseRepository[Author]])
+    repo = repo_class(session)
+    assert_type(repo, BaseRepository[Author])
+    assert_type(await repo.get(1, populate_existing=True), Author | None)
+    assert_type(await repo.bulk_get_or_create([{"name": "x"}], conflict_on=["name"]), list[Author])
+    assert_type(AppRepository.for_model(Book)(session), BaseRepository[Book])
