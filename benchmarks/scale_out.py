@@ -73,7 +73,7 @@ def _decision_us(rounds: int) -> float:
     engine = create_async_engine("sqlite+aiosqlite://").sync_engine
     from sqla_repo.routing import _Replicas  # noqa: PLC0415 - measuring the internal choice
 
-    session = RoutingSession(routing=(engine, _Replicas([engine], 5.0)))
+    session = RoutingSession(routing=(engine, _Replicas([engine], 5.0, 1.0)))
     session._replica = engine  # noqa: SLF001 - a transaction that already picked its replica
     stmt = select(Item).where(Item.id == 1)
     start = time.perf_counter_ns()

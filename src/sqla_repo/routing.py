@@ -89,9 +89,13 @@ def use_primary() -> Iterator[None]:
 class _Replicas:
     """The replica engines of one sessionmaker, taken in turn, with their health."""
 
-    def __init__(self, engines: Sequence[Engine], retry_after: float) -> None:
+    def __init__(self, engines: Sequence[Engine], retry_after: float, ping_after: float) -> None:
         self.engines = tuple(engines)
         self.retry_after = retry_after
+        self.ping_after = ping_after
+        for engine in self.engines:
+            if not event.contains(engine, "checkin", _mark_idle):
+                event.listen(engine, "checkin", _mark_idle)
         self._turn = itertools.cycle(range(len(self.engines))) if self.engines else None
         self._down_until: dict[int, float] = {}
 
@@ -111,7 +115,7 @@ class _Replicas:
 
     def _reachable(self, engine: Engine, index: int) -> bool:
         try:
-            _ping(engine)
+            _ping(engine, self.ping_after)
         except (exc.DBAPIError, OSError, engine.dialect.loaded_dbapi.Error) as error:
             self._down_until[index] = time.monotonic() + self.retry_after
             logger.warning(
@@ -125,20 +129,32 @@ class _Replicas:
         return True
 
 
-def _ping(engine: Engine) -> None:
+_IDLE_SINCE = "sqla_repo_idle_since"
+
+
+def _mark_idle(_dbapi_connection: Any, record: Any) -> None:
+    record.info[_IDLE_SINCE] = time.monotonic()
+
+
+def _ping(engine: Engine, ping_after: float) -> None:
     """Check out a replica connection and prove the server still answers on it.
 
     A pooled connection whose server went away (restart, failover, an idle timeout)
     checks out fine and fails on its first statement, inside the caller's transaction.
-    The ping (the dialect's, below the statement events) finds it here instead; a
-    connection found dead is discarded and one more is tried, so a replica that
-    restarted is used again at once.
+    A connection idle for *ping_after* seconds or more is pinged (the dialect's ping,
+    below the statement events) first; one found dead is discarded and one more is
+    tried, so a replica that restarted is used again at once. A connection just made,
+    or used less than *ping_after* seconds ago, is trusted without a round trip.
     """
     for attempt in range(2):
         with engine.connect() as conn:
-            dbapi_connection = conn.connection.dbapi_connection
+            proxied = conn.connection
+            dbapi_connection = proxied.dbapi_connection
             if dbapi_connection is None:  # invalidated meanwhile: take another
                 continue
+            idle_since = proxied.info.get(_IDLE_SINCE)
+            if idle_since is None or time.monotonic() - idle_since < ping_after:
+                return
             try:
                 engine.dialect.do_ping(dbapi_connection)
             except engine.dialect.loaded_dbapi.Error as error:
@@ -218,6 +234,7 @@ def replica_sessionmaker(
     replicas: Sequence[AsyncEngine],
     *,
     retry_after: float = 5.0,
+    ping_after: float = 1.0,
     **session_kw: Any,
 ) -> async_sessionmaker[AsyncSession]:
     """Return an ``async_sessionmaker`` whose sessions read from *replicas*.
@@ -229,6 +246,10 @@ def replica_sessionmaker(
             everything goes to the primary.
         retry_after: Seconds a replica that could not be reached is left out before it
             is tried again.
+        ping_after: A pooled replica connection idle this many seconds is pinged (one
+            round trip) before a transaction uses it, so that a replica that restarted
+            meanwhile is noticed rather than failing the transaction. ``0`` pings
+            every time; ``float("inf")`` never.
         session_kw: Passed to ``async_sessionmaker``. ``expire_on_commit`` defaults to
             ``False`` here: expired attributes would be re-read from a replica that may not
             have replayed the commit yet.
@@ -248,7 +269,10 @@ def replica_sessionmaker(
     # Expiring on commit would make the next attribute access re-read the row from a
     # replica that may not have replayed the commit yet: keep the loaded values.
     session_kw.setdefault("expire_on_commit", False)
-    routing = (primary.sync_engine, _Replicas([r.sync_engine for r in replicas], retry_after))
+    routing = (
+        primary.sync_engine,
+        _Replicas([r.sync_engine for r in replicas], retry_after, ping_after),
+    )
     return async_sessionmaker(sync_session_class=RoutingSession, routing=routing, **session_kw)
 
 
