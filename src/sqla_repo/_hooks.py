@@ -105,6 +105,15 @@ def _on_execute(state: ORMExecuteState) -> None:
     if not (state.is_select or state.is_update or state.is_delete or is_insert):
         return  # text() and other statements: out of reach (see the docs)
     scope = tenant_scope()
+    if (
+        state.parameters
+        and _enabled["tenant"]
+        and not scope.all_tenants
+        and _scoping.overrides_criteria(state.parameters)
+    ):
+        model = state.bind_mapper.class_ if state.bind_mapper is not None else None
+        msg = "An execution parameter would replace a bound value of the tenant criteria."
+        raise _scoping.unscoped(model, msg)
     if is_insert:
         _check_insert(state, scope)
         return
@@ -114,16 +123,18 @@ def _on_execute(state: ORMExecuteState) -> None:
         return
     options: list[Any] = [_NOT_DELETED] if soft else []
     tenant_id: str | None = None
+    no_tenant = False
     if _enabled["tenant"] and not scope.all_tenants:
         tenant_id = scope.tenant
         if tenant_id is None:
+            no_tenant = True
             _require_tenant(state)
             options.append(_NO_TENANT)
         else:
             options.append(_tenant_criteria(tenant_id))
     statement = state.statement
     if state.is_update or state.is_delete:
-        statement = _scope_orm_dml(state, tenant_id, soft=soft)
+        statement = _scope_orm_dml(state, tenant_id, soft=soft, no_tenant=no_tenant)
     if options:
         statement = statement.options(*options)
     state.statement = statement
@@ -145,12 +156,23 @@ def _require_tenant(state: ORMExecuteState) -> None:
         raise TenantRequiredError(model=model)
 
 
-def _scope_orm_dml(state: ORMExecuteState, tenant_id: str | None, *, soft: bool) -> Any:
+def _scope_orm_dml(
+    state: ORMExecuteState, tenant_id: str | None, *, soft: bool, no_tenant: bool
+) -> Any:
     """Check and complete an ORM UPDATE or DELETE beyond what loader criteria do."""
     statement: Any = state.statement
     mapper = state.bind_mapper
     if mapper is None:
         return statement
+    extra = _scoping.extra_from_criteria(
+        statement,
+        set(mapper.tables),
+        tenant_id=tenant_id,
+        no_tenant=no_tenant,
+        soft=soft,
+    )
+    if extra:
+        statement = statement.where(*extra)
     cls = mapper.class_
     tenant_model = tenant_id is not None and issubclass(cls, TenantMixin)
     if state.is_update and tenant_id is not None and tenant_model:
@@ -186,13 +208,25 @@ def _scope_core(state: ORMExecuteState, scope: TenantScope, *, soft: bool) -> No
     model = _scoping.unfiltered_orm_model(statement, tenant=tenant_on, soft_delete=soft)
     if model is not None:
         msg = (
-            "A Core statement reads a scoped model through its attributes, where no "
-            "criteria apply; select an ORM entity or attribute at the top level instead."
+            "A Core statement reaches a scoped model where no criteria apply (through its "
+            "attributes, or a data-modifying CTE); select an ORM entity or attribute at "
+            "the top level instead, and run writes as statements of their own."
         )
         raise _scoping.unscoped(model, msg)
     if not tenant_on or state.is_select or scope.tenant is None:
         return  # Core SELECTs of Table objects are not scoped (see the docs)
     table = _scoping.table_of(statement.table)
+    # Tables read beside the target (UPDATE … FROM): soft delete is an ORM notion.
+    extra = _scoping.extra_from_criteria(
+        statement,
+        {table} if table is not None else set(),
+        tenant_id=scope.tenant,
+        no_tenant=False,
+        soft=False,
+    )
+    if extra:
+        statement = statement.where(*extra)
+        state.statement = statement
     mapper = _scoping.tenant_tables().get(table)  # type: ignore[arg-type]
     if table is None or mapper is None:
         return
@@ -229,7 +263,9 @@ def _check_insert(state: ORMExecuteState, scope: TenantScope) -> None:
     target = state.bind_mapper or _scoping.scoped_mapper(_scoping.table_of(statement.table))
     if target is not None and (soft or (_enabled["tenant"] and not scope.all_tenants)):
         tenant_id = None if scope.all_tenants else scope.tenant
-        _scoping.check_conflict_branch(statement, target.class_, tenant_id, soft=soft)
+        _scoping.check_conflict_branch(
+            statement, target.class_, tenant_id, soft=soft, params=state.parameters
+        )
 
 
 def _check_inserted_tenant(state: ORMExecuteState, tenant_id: str) -> None:

@@ -10,6 +10,7 @@ statements on tenant tables, and refuses what it cannot prove scoped.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ClauseElement, ColumnElement, and_, exists
@@ -29,7 +30,7 @@ from sqlalchemy.sql.elements import (
 from sqlalchemy.sql.selectable import AliasedReturnsRows, Join, Select, TableClause
 from sqlalchemy.sql.util import find_tables
 
-from sqla_repo.exceptions import RepositoryError, TenantMismatchError
+from sqla_repo.exceptions import RepositoryError, TenantMismatchError, TenantRequiredError
 from sqla_repo.mixins.soft_delete import SoftDeleteMixin
 from sqla_repo.mixins.tenant import TenantMixin
 
@@ -43,8 +44,10 @@ __all__ = [
     "check_written_tenant",
     "core_criteria",
     "correlate_inherited",
+    "extra_from_criteria",
     "forget",
     "insert_source_model",
+    "overrides_criteria",
     "required_tenant_model",
     "scoped_mapper",
     "table_of",
@@ -53,6 +56,12 @@ __all__ = [
     "unfiltered_orm_model",
     "unscoped",
 ]
+
+_CRITERIA_NAME = re.compile(r"tenant_id_\d+")
+"""The compiled names of anonymous bound values compared with ``tenant_id``."""
+
+_ANONYMOUS = re.compile(r"%\(\d+ (.*)\)s")
+"""The key of an anonymous bound value, holding the base of its compiled name."""
 
 UNSCOPED = "unscoped_statement"
 """The ``detail["reason"]`` of the errors raised for statements that cannot be scoped."""
@@ -135,6 +144,7 @@ def _main_froms(element: Any) -> Iterator[Any]:
                 yield _leftmost(left)
     elif isinstance(element, UpdateBase):
         yield element.table
+        yield from _extra_froms(element, set())
 
 
 def required_tenant_model(statement: Any) -> type[Any] | None:
@@ -195,13 +205,31 @@ def unfiltered_orm_model(statement: Any, *, tenant: bool, soft_delete: bool) -> 
     )
     if not mixins:
         return None
+    tables = tenant_tables() if tenant else {}
     for element in visitors.iterate(statement):
+        if element is not statement and isinstance(element, UpdateBase):
+            # A data-modifying CTE (PostgreSQL) inside the statement: no criteria reach it.
+            mapper = tables.get(table_of(element.table))  # type: ignore[arg-type]
+            if mapper is not None:
+                return mapper.class_
         annotations = getattr(element, "_annotations", None)
         mapper = annotations.get("parentmapper") if annotations else None
         if mapper is not None and issubclass(mapper.class_, mixins):
             model: type[Any] = mapper.class_
             return model
     return None
+
+
+def overrides_criteria(params: Any) -> bool:
+    """Whether execution *params* name a bound value of the tenant criteria.
+
+    SQLAlchemy lets an execution parameter replace an anonymous bound value by its
+    compiled name: ``session.execute(select(Note), {"tenant_id_1": "B"})`` would bind
+    another tenant's id into the criteria the hooks add.
+    """
+    return any(
+        _CRITERIA_NAME.fullmatch(str(key)) is not None for row in _rows(params) for key in row
+    )
 
 
 def unscoped(model: type[Any] | None, message: str) -> RepositoryError:
@@ -259,6 +287,13 @@ def _values_of(value: Any, rows: list[Mapping[str, Any]]) -> list[Any]:
             raise TypeError
         if not rows:
             return [value.value]
+        anonymous = _ANONYMOUS.fullmatch(value.key)
+        if anonymous is not None:
+            # An anonymous value is replaced by the parameter of its compiled name
+            # ("tenant_id_1", "param_2"), which is not known before compiling.
+            compiled = re.compile(re.escape(anonymous.group(1)) + r"_\d+")
+            if any(compiled.fullmatch(str(key)) for row in rows for key in row):
+                raise TypeError
         return [row.get(value.key, value.value) for row in rows]
     if isinstance(value, ClauseElement):
         raise TypeError
@@ -307,16 +342,42 @@ def _conjuncts(expression: Any) -> Iterator[Any]:
         yield expression
 
 
+def _all_equal(value: Any, rows: list[Mapping[str, Any]], expected: str | None) -> bool:
+    try:
+        return all(each == expected for each in _values_of(value, rows))
+    except TypeError:
+        return False
+
+
 def _is_column(element: Any, table: TableClause, key: str) -> bool:
+    """Whether *element* is the column *key* of *table* itself, not of an alias of it.
+
+    The proposed row of an upsert is an alias of the target table (``excluded`` on
+    PostgreSQL and SQLite, ``inserted`` on MySQL and MariaDB): its ``tenant_id`` is the
+    current tenant's, so a guard on it, or an assignment from it, says nothing about the
+    existing row the conflict branch updates.
+    """
+    source = getattr(element, "table", None)
     return (
         isinstance(element, ColumnClause)
         and element.key == key
-        and table_of(element.table) is table
+        and isinstance(source, TableClause)
+        and source._deannotate() is table  # noqa: SLF001
     )
 
 
-def _guarded(condition: Any, table: TableClause, tenant_id: str | None, *, soft: bool) -> bool:
-    """Whether *condition* requires ``tenant_id = <tenant_id>`` and ``deleted_at IS NULL``."""
+def _guarded(
+    condition: Any,
+    table: TableClause,
+    tenant_id: str | None,
+    *,
+    soft: bool,
+    rows: list[Mapping[str, Any]],
+) -> bool:
+    """Whether *condition* requires ``tenant_id = <tenant_id>`` and ``deleted_at IS NULL``.
+
+    A bound value counts with every value the execution *rows* give it.
+    """
     need_tenant, need_soft = tenant_id is not None, soft
     for clause in _conjuncts(condition):
         if not isinstance(clause, BinaryExpression):
@@ -327,7 +388,7 @@ def _guarded(condition: Any, table: TableClause, tenant_id: str | None, *, soft:
             and _is_column(clause.left, table, "tenant_id")
             and isinstance(right, BindParameter)
             and right.callable is None
-            and right.value == tenant_id
+            and _all_equal(right, rows, tenant_id)
         ):
             need_tenant = False
         elif (
@@ -351,7 +412,7 @@ def _guarded_assignment(key: Any, value: Any, table: TableClause, **guard: Any) 
 
 
 def check_conflict_branch(
-    statement: Any, model: type[Any], tenant_id: str | None, *, soft: bool
+    statement: Any, model: type[Any], tenant_id: str | None, *, soft: bool, params: Any = None
 ) -> None:
     """Refuse an upsert whose conflict branch could update a row the scope hides.
 
@@ -367,7 +428,7 @@ def check_conflict_branch(
     if clause is None or (tenant_id is None and not soft):
         return
     table = table_of(statement.table)
-    guard: dict[str, Any] = {"tenant_id": tenant_id, "soft": soft}
+    guard: dict[str, Any] = {"tenant_id": tenant_id, "soft": soft, "rows": _rows(params)}
     if table is not None and hasattr(clause, "update_values_to_set"):
         where = clause.update_whereclause
         if where is not None and _guarded(where, table, **guard):
@@ -454,6 +515,89 @@ def correlate_inherited(
     # the session from this: MariaDB has no RETURNING with DELETE … USING).
     hint = "is_delete_using" if isinstance(statement, Delete) else "is_update_from"
     return statement.where(*conditions).execution_options(**{hint: True})
+
+
+def _extra_froms(statement: Any, own: set[TableClause]) -> Iterator[Any]:
+    """The FROM elements an UPDATE/DELETE adds beside its target (``UPDATE … FROM``).
+
+    The tables *own* (the target's tables) are left out; an alias of one is not.
+    """
+    parts: list[Any] = list(getattr(statement, "_where_criteria", ()))
+    for key, value in (getattr(statement, "_values", None) or {}).items():
+        parts.extend(item for item in (key, value) if isinstance(item, ClauseElement))
+    froms = [*getattr(statement, "_extra_froms", ())]
+    for part in parts:
+        froms.extend(part._from_objects)  # noqa: SLF001
+    for item in froms:
+        if not (isinstance(item, TableClause) and table_of(item) in own):
+            yield item
+
+
+def _refuse_scoped_join(join: Join, *, tenant: bool, soft: bool) -> None:
+    """Refuse a join beside the target (``delete(M).using(a.join(b))``) of scoped tables.
+
+    Their criteria would belong in the join's ON clauses, which the hooks do not rewrite.
+    """
+    maps = _table_maps()
+    kinds = [kind for kind, on in (("tenant", tenant), ("soft_delete", soft)) if on]
+    for part in find_tables(join, include_aliases=True):
+        for kind in kinds:
+            mapper = maps[kind].get(table_of(part))  # type: ignore[arg-type]
+            if mapper is not None:
+                msg = "This UPDATE or DELETE reads a join of scoped models beside its target."
+                raise unscoped(mapper.class_, msg)
+
+
+def extra_from_criteria(
+    statement: Update | Delete,
+    own: set[TableClause],
+    *,
+    tenant_id: str | None,
+    no_tenant: bool,
+    soft: bool,
+) -> list[ColumnElement[bool]]:
+    """Criteria for the tables an ORM UPDATE/DELETE reads beside its target.
+
+    Loader criteria reach the target and subqueries, but not a table named in the WHERE
+    or SET clause (``update(Note).where(Note.document_id == Document.id)``), which
+    SQLAlchemy renders as an extra FROM (``UPDATE … FROM``, ``DELETE … USING``, MySQL's
+    multi-table ``UPDATE``): without criteria it reads, or on MySQL and MariaDB writes,
+    every tenant's rows.
+
+    The tables *own* (the target's) are left out. Core statements name tables beside
+    their target the same way and get the same criteria.
+
+    Raises:
+        TenantRequiredError: A tenant table is read with no tenant set (*no_tenant*).
+        RepositoryError: A tenant or soft-delete table without the column to filter on
+            (the table of a joined subclass), reason ``unscoped_statement``.
+    """
+    maps = _table_maps()
+    out: list[ColumnElement[bool]] = []
+    for item in _extra_froms(statement, own):
+        if isinstance(item, Join):
+            _refuse_scoped_join(item, tenant=no_tenant or tenant_id is not None, soft=soft)
+            continue
+        table = table_of(item)
+        source = table if isinstance(item, TableClause) else item
+        tenant_mapper = maps["tenant"].get(table)  # type: ignore[arg-type]
+        soft_mapper = maps["soft_delete"].get(table)  # type: ignore[arg-type]
+        checks: list[tuple[Mapper[Any], str, Any]] = []
+        if tenant_mapper is not None and (no_tenant or tenant_id is not None):
+            if no_tenant:
+                raise TenantRequiredError(model=tenant_mapper.class_)
+            checks.append((tenant_mapper, "tenant_id", lambda column: column == tenant_id))
+        if soft_mapper is not None and soft:
+            checks.append((soft_mapper, "deleted_at", lambda column: column.is_(None)))
+        for scoped, key, build in checks:
+            if source is None or key not in source.c:
+                msg = (
+                    "This UPDATE or DELETE reads a table of a scoped model beside its target "
+                    "that cannot be filtered; use a subquery instead."
+                )
+                raise unscoped(scoped.class_, msg)
+            out.append(build(source.c[key]))
+    return out
 
 
 def core_criteria(table: TableClause, tenant_id: str) -> ColumnElement[bool] | None:

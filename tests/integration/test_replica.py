@@ -173,9 +173,11 @@ def _cluster(action: str) -> None:
 async def test_a_stopped_replica_falls_back_to_the_primary(
     servers, caplog: pytest.LogCaptureFixture
 ) -> None:
-    primary, _ = servers
+    primary, module_replica = servers
     replica_url = make_url(REPLICA_URL).set(database=primary.url.database)
-    # A fresh engine: pooled connections to a stopped server would fail on first use.
+    # Close the module's pooled replica connections before their server goes away (the
+    # pool makes new ones after the restart), and route through a fresh engine.
+    await module_replica.dispose()
     replica = create_async_engine(replica_url)
     maker = replica_sessionmaker(primary, [replica], retry_after=0.0)
     _cluster("stop")
