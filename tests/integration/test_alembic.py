@@ -330,7 +330,8 @@ async def test_add_soft_delete_and_tenant_to_a_table_with_rows(database, migrati
         for found in (
             (
                 r"add_column\((?:'documents', )?sa\.Column\('tenant_id', "
-                r"sa\.String\(length=64\), nullable=False\)\)"
+                r"sa\.String\(length=64\)\.with_variant\(mysql\.VARCHAR\("
+                r"collation='utf8mb4_nopad_bin', length=64\), 'mariadb'\)"
             ),
             (
                 r"add_column\((?:'documents', )?sa\.Column\('deleted_at', "

@@ -439,14 +439,7 @@ async def test_legacy_bulk_methods_are_scoped_or_refused(session, how, scope):
 
 @pytest.mark.parametrize("spelling", ["a", "A ", "\N{LATIN CAPITAL LETTER A WITH ACUTE}"])
 async def test_tenant_ids_are_compared_exactly(session, backend, request, spelling):
-    """MariaDB's default ``_ci`` PAD SPACE collation makes ``a``, ``A `` and ``Á`` equal ``A``."""
-    if backend.family == "mariadb":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="tenant_id uses the table's case- and accent-insensitive collation",
-            )
-        )
+    """``a``, ``A `` and ``Á`` are other tenants than ``A`` (MariaDB: a NO PAD binary collation)."""
     ids = await seed(session)
     before = await dump(session)
     with tenant(spelling):

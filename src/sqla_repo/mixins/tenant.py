@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import String
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sqla_repo.context import current_tenant
@@ -14,6 +15,19 @@ __all__ = ["TenantMixin"]
 
 def _tenant() -> str | None:
     return current_tenant()
+
+
+TENANT_ID_TYPE = String(64).with_variant(
+    mysql.VARCHAR(64, collation="utf8mb4_nopad_bin"), "mysql", "mariadb"
+)
+"""``tenant_id``'s type: compared byte for byte on PostgreSQL, SQLite and MariaDB.
+
+MariaDB's default collations fold case and accents and ignore trailing spaces, so
+``tenant("a")`` would see tenant ``"A"``'s rows; a binary NO PAD collation makes ``=``
+mean "the same string" there, as it does on PostgreSQL and SQLite. MySQL 8 (not tested)
+has no collation of that name and refuses the ``CREATE TABLE``: declare ``tenant_id``
+yourself there, with ``utf8mb4_0900_bin``.
+"""
 
 
 class TenantMixin:
@@ -33,9 +47,9 @@ class TenantMixin:
     """
 
     tenant_id: Mapped[str] = mapped_column(
-        String(64), default=_tenant, nullable=False, index=True, sort_order=-50
+        TENANT_ID_TYPE, default=_tenant, nullable=False, index=True, sort_order=-50
     )
-    """The owning tenant."""
+    """The owning tenant (compared exactly: case, accents and trailing spaces count)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         from sqla_repo._hooks import register  # noqa: PLC0415 - import cycle
