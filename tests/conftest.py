@@ -6,7 +6,7 @@ with ``--backend sqlite`` (repeatable); CI never does.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
@@ -14,6 +14,7 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import backends
+import flavours
 from models import METADATAS
 
 pytest_plugins = ["sqla_repo.testing"]
@@ -100,6 +101,14 @@ def _mark(name: str) -> pytest.MarkDecorator:
 @pytest.fixture(scope="session")
 def backend(request: pytest.FixtureRequest) -> backends.Backend:
     return _CREATED[request.param]
+
+
+@pytest.fixture(params=flavours.FLAVOURS)
+def flavour(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Which repository ``flavours.make_repo()`` builds: the async one or its sync twin."""
+    flavours.current["flavour"] = request.param
+    yield request.param
+    flavours.current["flavour"] = "async"
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """sqla_repo: mixins, a generic async repository and a safe filter language for SQLAlchemy 2.x."""
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from sqla_repo._uuid7 import uuid7
 from sqla_repo.base import (
@@ -52,10 +53,24 @@ from sqla_repo.pagination import CursorPage, SearchResult, set_cursor_secret
 from sqla_repo.repository import BaseRepository
 from sqla_repo.types import NaiveDatetimeError, UTCDateTime
 
+if TYPE_CHECKING:
+    from sqla_repo.sync_repository import SyncBaseRepository
+
 try:
     __version__ = version("sqla_repo")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The synchronous repository is imported on first use: async code never pays for it.
+    if name == "SyncBaseRepository":
+        from sqla_repo.sync_repository import SyncBaseRepository  # noqa: PLC0415
+
+        return SyncBaseRepository
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
 
 __all__ = [
     "ALL_COLUMNS",
@@ -82,6 +97,7 @@ __all__ = [
     "SoftDeleteMixin",
     "SortKey",
     "StatementTimeoutError",
+    "SyncBaseRepository",
     "TenantMismatchError",
     "TenantMixin",
     "TenantRequiredError",

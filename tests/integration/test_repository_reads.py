@@ -6,15 +6,18 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from flavours import make_repo
 from models import Post, Status, User
 from repositories import PostRepository, UserRepository
 from sqla_repo import InvalidFilterError, MultipleResultsFoundError, NotFoundError
 from sqla_repo.types import utcnow
 
+pytestmark = pytest.mark.usefixtures("flavour")
+
 
 @pytest.fixture
 async def users(session):
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     rows = await repo.bulk_create(
         [
             {"email": "ada@x.org", "name": "Ada", "username": "ada", "age": 36},
@@ -29,7 +32,7 @@ async def users(session):
 
 async def test_get_and_get_by_id(session, users):
     """get() returns the row or None; get_by_id() raises NotFoundError naming the model."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     assert (await repo.get(users[0].id)) is users[0]
     assert await repo.get(10**9) is None
     with pytest.raises(NotFoundError) as info:
@@ -39,7 +42,7 @@ async def test_get_and_get_by_id(session, users):
 
 async def test_get_hides_soft_deleted_even_from_identity_map(session, users):
     """A soft-deleted object still in the identity map is not returned by get()."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     assert await repo.get(users[3].id) is None
     assert (await repo.get(users[3].id, include_deleted=True)) is users[3]
 
@@ -48,13 +51,13 @@ async def test_get_with_options_loads_relationship(session, users):
     """get(options=...) eager-loads even when the object is already in the identity map."""
     session.add(Post(title="p", author_id=users[0].id))
     await session.flush()
-    user = await UserRepository(session).find_with_posts(users[0].id)
+    user = await make_repo(UserRepository, session).find_with_posts(users[0].id)
     assert [p.title for p in user.posts] == ["p"]
 
 
 async def test_get_one(session, users):
     """get_one() returns exactly one row or raises."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     assert (await repo.get_one(email="ada@x.org")).name == "Ada"
     with pytest.raises(NotFoundError):
         await repo.get_one(email="nobody@x.org")
@@ -67,7 +70,7 @@ async def test_get_one(session, users):
 
 async def test_list_orders_by_primary_key_by_default(session, users):
     """list() returns live rows in key order, with equality and expression criteria."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     assert [u.name for u in await repo.list()] == ["Ada", "Bob", "Cy"]
     assert [u.name for u in await repo.list(age=25)] == ["Bob", "Cy"]
     assert [u.name for u in await repo.list(User.age > 30)] == ["Ada"]
@@ -78,7 +81,7 @@ async def test_list_orders_by_primary_key_by_default(session, users):
 
 async def test_list_with_untrusted_filters(session, users):
     """filters= applies the safe filter language."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     found = await repo.list(filters={"email__endswith": "@x.org", "age__ge": "30"})
     assert [u.name for u in found] == ["Ada"]
     with pytest.raises(InvalidFilterError):
@@ -87,7 +90,7 @@ async def test_list_with_untrusted_filters(session, users):
 
 async def test_count_and_exists(session, users):
     """count() counts visible rows; exists() answers with EXISTS."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     assert await repo.count() == 3
     assert await repo.count(include_deleted=True) == 4
     assert await repo.count(filters={"age": 25}) == 2
@@ -101,7 +104,7 @@ async def test_count_and_exists(session, users):
 
 async def test_reference_repository_methods(session, users):
     """The reference UserRepository's custom methods work."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     assert (await repo.find_by_email("ada@x.org")) is users[0]
     assert (await repo.find_by_username("ada")) is users[0]
     assert [u.name for u in await repo.find_active_users()] == ["Ada", "Bob"]
@@ -112,7 +115,7 @@ async def test_reference_repository_methods(session, users):
 
 async def test_search_total_and_pages(session, users):
     """search() returns a page and the total, also for a page past the end."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     page = await repo.search(order_by=["name"], limit=2)
     assert [u.name for u in page.items] == ["Ada", "Bob"]
     assert (page.total, page.page, page.total_pages, page.has_next, page.has_previous) == (
@@ -132,7 +135,7 @@ async def test_search_total_and_pages(session, users):
 
 async def test_search_rejects_bad_page_input(session, users):
     """search() refuses limit <= 0, limit above max_page_size and negative offsets."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     for kwargs in ({"limit": 0}, {"limit": 201}, {"offset": -1}, {"limit": True}):
         with pytest.raises(InvalidFilterError) as info:
             await repo.search(**kwargs)
@@ -149,7 +152,7 @@ async def test_search_total_over_fanning_join(session, users):
         def base_select(self):
             return select(User).join(User.posts).distinct()
 
-    repo = AuthorRepository(session)
+    repo = make_repo(AuthorRepository, session)
     page = await repo.search(limit=1)
     assert page.total == 2
     assert await repo.count() == 2
@@ -161,7 +164,7 @@ async def test_relationship_filter_compiles_to_exists(session, users):
         [Post(title="a", author_id=users[0].id), Post(title="b", author_id=users[1].id)]
     )
     await session.flush()
-    posts = await PostRepository(session).list(filters={"author.email": "ada@x.org"})
+    posts = await make_repo(PostRepository, session).list(filters={"author.email": "ada@x.org"})
     assert [p.title for p in posts] == ["a"]
 
 
@@ -174,7 +177,7 @@ async def test_default_options_and_no_lazy_io(session, users):
     class WithPosts(UserRepository):
         default_options = (selectinload(User.posts),)
 
-    repo = WithPosts(session)
+    repo = make_repo(WithPosts, session)
     for user in await repo.list():
         assert isinstance(user.posts, list)
     page = await repo.search(limit=5)
@@ -183,7 +186,7 @@ async def test_default_options_and_no_lazy_io(session, users):
 
 async def test_stream_yields_every_row(session, users):
     """stream() yields all matching rows in order."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     names = [u.name async for u in repo.stream(batch_size=2, order_by=["name"])]
     assert names == ["Ada", "Bob", "Cy"]
     assert [u.name async for u in repo.stream(filters={"age": 25})] == ["Bob", "Cy"]

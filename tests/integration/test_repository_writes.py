@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from flavours import make_repo
 from models import Document, Post, User, Widget
 from recorder import StatementLog
 from repositories import (
@@ -34,10 +35,12 @@ from sqla_repo import (
 )
 from sqla_repo.repository import BaseRepository
 
+pytestmark = pytest.mark.usefixtures("flavour")
+
 
 async def test_create_from_mapping_and_instance(session):
     """create() takes a mapping or an instance and returns it with key and defaults."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     with actor("alice"):
         a = await repo.create({"email": "a@x.org", "name": "A"})
         b = await repo.create(User(email="b@x.org"))
@@ -49,13 +52,13 @@ async def test_create_from_mapping_and_instance(session):
 async def test_create_unknown_key_is_an_error(session):
     """A mapping naming a missing attribute raises RepositoryError listing it."""
     with pytest.raises(RepositoryError) as info:
-        await UserRepository(session).create({"email": "a@x.org", "emial": "typo"})
+        await make_repo(UserRepository, session).create({"email": "a@x.org", "emial": "typo"})
     assert info.value.detail["fields"] == ["emial"]
 
 
 async def test_create_conflict_keeps_transaction_usable(session):
     """A unique violation raises UniqueViolationError and the transaction goes on."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     first = await repo.create({"email": "a@x.org"})
     with pytest.raises(UniqueViolationError) as info:
         await repo.create({"email": "a@x.org"})
@@ -68,17 +71,17 @@ async def test_create_conflict_keeps_transaction_usable(session):
 
 async def test_foreign_key_and_check_violations(session):
     """FK and CHECK violations raise their ConflictError subclasses."""
-    posts = PostRepository(session)
+    posts = make_repo(PostRepository, session)
     with pytest.raises(ForeignKeyViolationError):
         await posts.create({"title": "t", "author_id": 10**9})
     with pytest.raises(CheckViolationError):
-        await ProductRepository(session).create({"sku": "s", "price": Decimal(-1)})
-    assert await ProductRepository(session).count() == 0
+        await make_repo(ProductRepository, session).create({"sku": "s", "price": Decimal(-1)})
+    assert await make_repo(ProductRepository, session).count() == 0
 
 
 async def test_update_instance_and_by_id(session):
     """update() sets attributes on an instance, or runs one UPDATE by key."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     user = await repo.create({"email": "a@x.org"})
     created = user.updated_at
     await repo.update(user, name="via-object")
@@ -96,7 +99,7 @@ async def test_update_instance_and_by_id(session):
 
 async def test_update_by_id_does_not_load_first(session, backend):
     """update(id, ...) issues one UPDATE … RETURNING (UPDATE then SELECT without RETURNING)."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     user = await repo.create({"email": "a@x.org"})
     session.expunge_all()
     with StatementLog(session) as log:
@@ -108,7 +111,7 @@ async def test_update_by_id_does_not_load_first(session, backend):
 
 async def test_delete_by_id_is_one_statement(session):
     """delete(id) issues one DELETE without loading the row."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     user = await repo.create({"email": "a@x.org"})
     with StatementLog(session) as log:
         await repo.delete(user.id)
@@ -122,7 +125,7 @@ async def test_delete_by_id_is_one_statement(session):
 
 async def test_versioned_update_by_id_increments_version(session):
     """update(id) on a versioned model bumps the version; a stale instance then fails."""
-    repo = TicketRepository(session)
+    repo = make_repo(TicketRepository, session)
     ticket = await repo.create({"title": "t"})
     await repo.update(ticket.id, state="closed")
     assert ticket.version == 2
@@ -131,19 +134,19 @@ async def test_versioned_update_by_id_increments_version(session):
 async def test_stale_instance_update_raises(sessionmaker):
     """Updating an instance whose version changed underneath raises ConcurrencyError."""
     async with sessionmaker() as s, s.begin():
-        ticket = await TicketRepository(s).create({"title": "t"})
+        ticket = await make_repo(TicketRepository, s).create({"title": "t"})
     async with sessionmaker() as s:
-        stale = await TicketRepository(s).get_by_id(ticket.id)
+        stale = await make_repo(TicketRepository, s).get_by_id(ticket.id)
         await s.commit()
         async with sessionmaker() as other, other.begin():
-            await TicketRepository(other).update(ticket.id, state="other")
+            await make_repo(TicketRepository, other).update(ticket.id, state="other")
         with pytest.raises(ConcurrencyError):
-            await TicketRepository(s).update(stale, state="mine")
+            await make_repo(TicketRepository, s).update(stale, state="mine")
 
 
 async def test_update_where_and_delete_where(session):
     """update_where()/delete_where() touch visible matching rows and return counts."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     await repo.bulk_create([{"email": f"{i}@x.org", "age": i} for i in range(5)])
     await repo.soft_delete((await repo.get_one(email="4@x.org")).id)
     with actor("eve"):
@@ -156,7 +159,7 @@ async def test_update_where_and_delete_where(session):
 
 async def test_bulk_create_returns_rows_in_input_order(session):
     """bulk_create() returns persistent objects with keys, in input order, in few statements."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     emails = [f"{i:04d}@x.org" for i in range(250)]
     rows = [{"email": e, "name": e[:4]} for e in reversed(emails)]
     with StatementLog(session) as log:
@@ -171,7 +174,7 @@ async def test_bulk_create_returns_rows_in_input_order(session):
 
 async def test_bulk_create_uuid_model_and_instances(session):
     """bulk_create() takes transient instances and client-generated keys."""
-    repo = WidgetRepository(session)
+    repo = make_repo(WidgetRepository, session)
     given = [Widget(name=f"w{i}") for i in range(10)]
     created = await repo.bulk_create(given)
     assert [w.id for w in created] == [w.id for w in given]
@@ -180,7 +183,7 @@ async def test_bulk_create_uuid_model_and_instances(session):
 
 async def test_bulk_create_is_atomic(session):
     """A duplicate inside the batch persists nothing and raises UniqueViolationError."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     await repo.create({"email": "keep@x.org"})
     rows = [{"email": f"{i}@x.org"} for i in range(30)] + [{"email": "5@x.org"}]
     with pytest.raises(UniqueViolationError):
@@ -190,7 +193,7 @@ async def test_bulk_create_is_atomic(session):
 
 async def test_bulk_update(session):
     """bulk_update() updates by key, skipping soft-deleted rows, and counts distinct rows."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     users = await repo.bulk_create([{"email": f"{i}@x.org"} for i in range(4)])
     await repo.soft_delete(users[3].id)
     with actor("bulk"):
@@ -207,7 +210,7 @@ async def test_bulk_update(session):
 
 async def test_bulk_update_bumps_version(session):
     """bulk_update() increments the version of versioned rows."""
-    repo = TicketRepository(session)
+    repo = make_repo(TicketRepository, session)
     tickets = await repo.bulk_create([{"title": "a"}, {"title": "b"}])
     assert await repo.bulk_update([{"id": t.id, "state": "x"} for t in tickets]) == 2
     assert [t.version for t in tickets] == [2, 2]
@@ -215,7 +218,7 @@ async def test_bulk_update_bumps_version(session):
 
 async def test_upsert_inserts_then_updates(session):
     """upsert() inserts a new row and updates it on conflict, keeping created_* intact."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     with actor("first"):
         row = await repo.upsert({"email": "a@x.org", "name": "one"}, conflict_on=["email"])
     first_id, created_at = row.id, row.created_at
@@ -234,7 +237,7 @@ async def test_upsert_inserts_then_updates(session):
 
 async def test_bulk_upsert_half_conflicting(session):
     """bulk_upsert() returns rows in input order, new and updated alike."""
-    repo = ProductRepository(session)
+    repo = make_repo(ProductRepository, session)
     await repo.bulk_create([{"sku": f"s{i}", "price": Decimal(1)} for i in range(0, 10, 2)])
     rows = [{"sku": f"s{i}", "price": Decimal(i)} for i in range(10)]
     result = await repo.bulk_upsert(rows, conflict_on=["sku"])
@@ -244,7 +247,7 @@ async def test_bulk_upsert_half_conflicting(session):
 
 async def test_bulk_upsert_is_atomic_and_checks_input(session):
     """bulk_upsert() refuses duplicate keys in its input and rolls back on violation."""
-    repo = ProductRepository(session)
+    repo = make_repo(ProductRepository, session)
     with pytest.raises(RepositoryError):
         await repo.bulk_upsert([{"sku": "a"}, {"sku": "a"}], conflict_on=["sku"])
     with pytest.raises(CheckViolationError):
@@ -257,7 +260,7 @@ async def test_bulk_upsert_is_atomic_and_checks_input(session):
 
 async def test_upsert_versioned_row(session):
     """An upsert that updates a versioned row increments its version."""
-    repo = DocumentRepository(session)
+    repo = make_repo(DocumentRepository, session)
     with tenant("acme"):
         doc = await repo.upsert({"slug": "a", "body": "1"}, conflict_on=["tenant_id", "slug"])
         assert doc.version == 1
@@ -267,7 +270,7 @@ async def test_upsert_versioned_row(session):
 
 async def test_upsert_never_touches_other_tenant(session):
     """An upsert colliding with another tenant's row is refused, not applied."""
-    repo = DocumentRepository(session)
+    repo = make_repo(DocumentRepository, session)
     with tenant("acme"):
         await repo.create({"slug": "s", "body": "acme"})
     with tenant("globex"):
@@ -284,7 +287,7 @@ async def test_upsert_never_touches_other_tenant(session):
 
 async def test_upsert_skips_soft_deleted_conflict(session):
     """An upsert colliding with a soft-deleted row raises ConflictError and changes nothing."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     user = await repo.create({"email": "a@x.org", "name": "old"})
     await repo.soft_delete(user.id)
     with pytest.raises(ConflictError):
@@ -294,7 +297,7 @@ async def test_upsert_skips_soft_deleted_conflict(session):
 
 async def test_soft_delete_and_restore(session):
     """soft_delete() hides a row; restore() brings it back; both by id or instance."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     user = await repo.create({"email": "a@x.org"})
     deleted = await repo.soft_delete(user.id)
     assert deleted.is_deleted
@@ -314,12 +317,12 @@ async def test_soft_delete_and_restore(session):
 async def test_soft_delete_requires_mixin(session):
     """soft_delete() on a model without SoftDeleteMixin raises RepositoryError."""
     with pytest.raises(RepositoryError, match="SoftDeleteMixin"):
-        await ProductRepository(session).soft_delete(1)
+        await make_repo(ProductRepository, session).soft_delete(1)
 
 
 async def test_get_or_create(session):
     """get_or_create() creates once, then returns the existing row."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     first, created = await repo.get_or_create({"name": "A"}, email="a@x.org")
     again, created_again = await repo.get_or_create({"name": "B"}, email="a@x.org")
     assert (created, created_again) == (True, False)
@@ -333,18 +336,18 @@ async def test_get_or_create_race(sessionmaker, requires):
 
     async def attempt() -> uuid.UUID | int:
         async with sessionmaker() as s, s.begin():
-            user, _ = await UserRepository(s).get_or_create(email="race@x.org")
+            user, _ = await make_repo(UserRepository, s).get_or_create(email="race@x.org")
             return user.id
 
     ids = await asyncio.gather(*(attempt() for _ in range(20)))
     assert len(set(ids)) == 1
     async with sessionmaker() as s:
-        assert await UserRepository(s).count(email="race@x.org") == 1
+        assert await make_repo(UserRepository, s).count(email="race@x.org") == 1
 
 
 async def test_tenant_scoped_writes(session):
     """Writes by id never reach another tenant's rows: they behave like missing rows."""
-    repo = DocumentRepository(session)
+    repo = make_repo(DocumentRepository, session)
     with tenant("acme"):
         doc = await repo.create({"slug": "a"})
     with tenant("globex"):
@@ -380,7 +383,7 @@ async def test_model_inference():
 
 async def test_statement_conflicts_keep_transaction_usable(session):
     """Conflicts from single statements (update by id, delete by id) spare the transaction."""
-    repo = UserRepository(session)
+    repo = make_repo(UserRepository, session)
     a = await repo.create({"email": "a@x.org"})
     await repo.create({"email": "b@x.org"})
     with pytest.raises(UniqueViolationError):
