@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ClauseElement, ColumnElement, and_, exists
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapper
 from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.dml import Delete, Insert, Update, UpdateBase
@@ -27,7 +28,7 @@ from sqlalchemy.sql.elements import (
     Grouping,
     Null,
 )
-from sqlalchemy.sql.selectable import AliasedReturnsRows, Join, Select, TableClause
+from sqlalchemy.sql.selectable import CTE, AliasedReturnsRows, Join, Select, TableClause
 from sqlalchemy.sql.util import find_tables
 
 from sqla_repo.exceptions import RepositoryError, TenantMismatchError, TenantRequiredError
@@ -641,3 +642,28 @@ def bulk_criteria(
     if soft and issubclass(cls, SoftDeleteMixin):
         out.append(cls.deleted_at.is_(None))
     return [and_(*out)] if out else []
+
+
+# -- data-modifying CTEs -------------------------------------------------------------------
+
+
+@compiles(CTE)
+def _refuse_scoped_dml_cte(element: CTE, compiler: Any, **kw: Any) -> str:
+    """Refuse an INSERT/UPDATE/DELETE on a tenant or soft-delete table inside a CTE.
+
+    PostgreSQL runs such a CTE whatever the statement around it: inside an ORM SELECT it
+    would write without the scoping criteria, and no per-execution check sees it without
+    walking every SELECT. The check runs when the statement is compiled (once per
+    statement shape, then cached), so it costs nothing per execution and refuses the form
+    everywhere, ``all_tenants()`` included.
+    """
+    inner = element.element
+    if isinstance(inner, UpdateBase):
+        model = scoped_mapper(table_of(inner.table))
+        if model is not None:
+            msg = (
+                "An INSERT, UPDATE or DELETE on a tenant or soft-delete table inside a "
+                "WITH clause cannot be scoped; run it as a statement of its own."
+            )
+            raise unscoped(model.class_, msg)
+    return compiler.visit_cte(element, **kw)  # type: ignore[no-any-return]
