@@ -19,7 +19,7 @@ import backends
 from sqla_repo.testing import _databases
 
 SAMPLE = Path(__file__).parent / "sample"
-SAMPLE_TESTS = 9
+SAMPLE_TESTS = 11
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

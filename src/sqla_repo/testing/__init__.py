@@ -32,7 +32,12 @@ even when the code under test commits),
 [`sqla_database`][sqla_repo.testing.sqla_database],
 [`sqla_url`][sqla_repo.testing.sqla_url],
 [`sqla_metadata`][sqla_repo.testing.sqla_metadata],
-[`sqla_engine_options`][sqla_repo.testing.sqla_engine_options].
+[`sqla_engine_options`][sqla_repo.testing.sqla_engine_options], and their synchronous
+twins for ``SyncBaseRepository`` code:
+[`sqla_sync_session`][sqla_repo.testing.sqla_sync_session],
+[`sqla_sync_sessionmaker`][sqla_repo.testing.sqla_sync_sessionmaker],
+[`sqla_sync_connection`][sqla_repo.testing.sqla_sync_connection],
+[`sqla_sync_engine`][sqla_repo.testing.sqla_sync_engine].
 Markers: ``@pytest.mark.sqla_tenant("acme")``, ``@pytest.mark.sqla_actor("alice")`` and
 ``@pytest.mark.sqla_all_tenants`` set the [context][sqla_repo.context] for the whole test,
 fixtures included.
@@ -50,6 +55,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_repo import context
 from sqla_repo.testing import _databases
@@ -58,7 +64,7 @@ from sqla_repo.testing._databases import TestDatabase
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
-    from sqlalchemy.engine import URL
+    from sqlalchemy.engine import URL, Connection, Engine
 
 __all__ = [
     "TestDatabase",
@@ -70,6 +76,10 @@ __all__ = [
     "sqla_metadata",
     "sqla_session",
     "sqla_sessionmaker",
+    "sqla_sync_connection",
+    "sqla_sync_engine",
+    "sqla_sync_session",
+    "sqla_sync_sessionmaker",
     "sqla_url",
 ]
 
@@ -321,6 +331,51 @@ async def sqla_session(
 ) -> AsyncIterator[AsyncSession]:
     """An ``AsyncSession`` whose work is rolled back after the test, commits included."""
     async with sqla_sessionmaker() as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def sqla_sync_engine(
+    sqla_database: TestDatabase, sqla_engine_options: dict[str, Any]
+) -> Iterator[Engine]:
+    """A synchronous ``Engine`` on the current test database, for ``SyncBaseRepository``.
+
+    Same server and database as `sqla_engine`, through the backend's synchronous driver:
+    sqlite3, psycopg (``psycopg`` must be installed) or PyMySQL (in the ``mysql`` extra).
+    """
+    engine = _databases.sync_engine(sqla_database.url, **sqla_engine_options)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def sqla_sync_connection(sqla_sync_engine: Engine) -> Iterator[Connection]:
+    """A synchronous connection inside an outer transaction rolled back after the test."""
+    with sqla_sync_engine.connect() as conn:
+        outer = conn.begin()
+        try:
+            yield conn
+        finally:
+            if outer.is_active:
+                outer.rollback()
+
+
+@pytest.fixture
+def sqla_sync_sessionmaker(sqla_sync_connection: Connection) -> sessionmaker[Session]:
+    """Synchronous sessions joined to the test's outer transaction (``create_savepoint``)."""
+    return sessionmaker(
+        bind=sqla_sync_connection,
+        join_transaction_mode="create_savepoint",
+        expire_on_commit=False,
+    )
+
+
+@pytest.fixture
+def sqla_sync_session(sqla_sync_sessionmaker: sessionmaker[Session]) -> Iterator[Session]:
+    """A ``Session`` whose work is rolled back after the test, commits included."""
+    with sqla_sync_sessionmaker() as session:
         yield session
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, make_url, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -98,11 +98,39 @@ def engine(url: URL, **options: Any) -> AsyncEngine:
     return created
 
 
-def _sqlite_transactions(created: AsyncEngine) -> None:
+SYNC_DRIVERS: dict[str, str] = {
+    "sqlite": "pysqlite",
+    "postgresql": "psycopg",
+    "mysql": "pymysql",
+    "mariadb": "pymysql",
+}
+"""The synchronous driver used for each backend's sync fixtures."""
+
+
+def sync_engine(url: URL, **options: Any) -> Engine:
+    """A synchronous engine on the database of *url* (same server, same database).
+
+    The driver is the backend's synchronous one (``SYNC_DRIVERS``); on SQLite, with
+    working SAVEPOINTs and foreign keys, like the async engine.
+    """
+    backend = url.get_backend_name()
+    driver = SYNC_DRIVERS.get(backend)
+    if driver is None:
+        msg = f"no synchronous driver is known for {backend!r}"
+        raise DatabaseError(msg)
+    created = create_engine(url.set(drivername=f"{backend}+{driver}"), **options)
+    if backend == "sqlite":
+        _sqlite_transactions(created)
+    return created
+
+
+def _sqlite_transactions(created: AsyncEngine | Engine) -> None:
     # The sqlite3 module's own transaction handling defers BEGIN and breaks SAVEPOINT;
     # let SQLAlchemy emit BEGIN itself (SQLAlchemy's documented recipe for pysqlite,
     # which applies to aiosqlite too).
-    @event.listens_for(created.sync_engine, "connect")
+    target = created.sync_engine if isinstance(created, AsyncEngine) else created
+
+    @event.listens_for(target, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -110,7 +138,7 @@ def _sqlite_transactions(created: AsyncEngine) -> None:
         cursor.execute("PRAGMA busy_timeout=5000")
         cursor.close()
 
-    @event.listens_for(created.sync_engine, "begin")
+    @event.listens_for(target, "begin")
     def _begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN")
 

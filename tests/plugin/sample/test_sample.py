@@ -7,7 +7,7 @@ from sample_app.models import Item
 from sample_app.repositories import ItemRepository, MemoRepository
 from sqlalchemy import func, select, text
 
-from sqla_repo import current_actor, current_tenant
+from sqla_repo import SyncBaseRepository, current_actor, current_tenant
 from sqla_repo.exceptions import TenantRequiredError, UniqueViolationError
 
 
@@ -72,3 +72,18 @@ async def test_markers_do_not_leak(sqla_session):
 @pytest.mark.sqla_all_tenants
 async def test_all_tenants_marker(sqla_session):
     assert await MemoRepository(sqla_session).count() == 0
+
+
+class SyncItems(SyncBaseRepository[Item]):
+    pass
+
+
+def test_sync_session_commits_are_rolled_back(sqla_sync_session):
+    SyncItems(sqla_sync_session).create({"name": "committed in sync code"})
+    sqla_sync_session.commit()
+    assert SyncItems(sqla_sync_session).count() == 1
+
+
+def test_sync_session_starts_empty(sqla_sync_session, sqla_sync_engine):
+    assert SyncItems(sqla_sync_session).count() == 0
+    assert not sqla_sync_engine.dialect.is_async
