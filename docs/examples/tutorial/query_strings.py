@@ -1,12 +1,13 @@
 """Tutorial step 4: filters, sorting and page sizes from a query string."""
 
 import asyncio
+from typing import ClassVar
 from urllib.parse import parse_qsl
 
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from models import Article, Author
-from sqla_repo import Base, InvalidFilterError
+from sqla_repo import ALL_COLUMNS, Base, InvalidFilterError
 from sqla_repo.repository import BaseRepository
 
 
@@ -25,19 +26,53 @@ class ArticleRepository(BaseRepository[Article]):
 
 
 # --8<-- [end:repository]
+# --8<-- [start:all-columns]
+class AuthorRepository(BaseRepository[Author]):
+    # Every column, with every operator; no relationship paths.
+    filterable_fields = ALL_COLUMNS
+    sortable_fields = ALL_COLUMNS
+
+
+# --8<-- [end:all-columns]
+# --8<-- [start:operators]
+class StrictArticleRepository(BaseRepository[Article]):
+    filterable_fields: ClassVar[dict[str, tuple[str, ...]]] = {
+        "slug": ("eq", "in"),
+        "title": ("eq", "icontains"),
+        "created_at": ("ge", "le", "between"),
+        "author.name": ("eq",),
+    }
+
+
+# --8<-- [end:operators]
 # --8<-- [start:parse]
-async def search_articles(articles: ArticleRepository, query_string: str) -> None:
+def page_number(params: dict[str, str], name: str, default: int) -> int:
+    """Take ``limit`` or ``offset`` out of *params*; refuse a non-integer."""
+    value = params.pop(name, str(default))
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidFilterError(
+            f"{name} must be an integer",
+            model=Article,
+            detail={"field": name, "reason": "invalid_value"},
+        ) from None
+
+
+async def search_articles(
+    articles: BaseRepository[Article], query_string: str
+) -> None:
     """Answer ``GET /articles?<query_string>``."""
     params = dict(parse_qsl(query_string, keep_blank_values=True))
     sort = params.pop("sort", None)
-    limit = int(params.pop("limit", "20"))
-    offset = int(params.pop("offset", "0"))
     try:
+        limit = page_number(params, "limit", 20)
+        offset = page_number(params, "offset", 0)
         page = await articles.search(
             filters=params, order_by=sort, limit=limit, offset=offset
         )
     except InvalidFilterError as exc:
-        print(f"?{query_string}\n  -> 422 {exc}")
+        print(f"?{query_string}\n  -> 422 {exc} ({exc.detail['reason']})")
         return
     print(
         f"?{query_string}\n  -> total={page.total} {[a.slug for a in page.items]}"
@@ -92,7 +127,21 @@ async def main() -> None:
         await search_articles(articles, "title__regex=.*")
         await search_articles(articles, "sort=-author_id")
         await search_articles(articles, "limit=1000")
+        await search_articles(articles, "limit=lots")
         # --8<-- [end:errors]
+
+        # --8<-- [start:other-repositories]
+        authors = AuthorRepository(session)
+        found = await authors.list(
+            filters={"name__startswith": "G"}, order_by="-id"
+        )
+        print("authors:", [a.name for a in found])
+        strict = StrictArticleRepository(session)
+        await search_articles(
+            strict, "title__icontains=python&created_at__gte=2000-01-01"
+        )
+        await search_articles(strict, "title__like=%25")
+        # --8<-- [end:other-repositories]
 
     await engine.dispose()
 
