@@ -26,7 +26,16 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Mapper
     from sqlalchemy.sql.compiler import SQLCompiler
 
-__all__ = ["ESCAPE", "Field", "Like", "NullsSmallest", "hybrid_names", "mapper_of", "resolve"]
+__all__ = [
+    "ESCAPE",
+    "Field",
+    "Like",
+    "NullsSmallest",
+    "hybrid_names",
+    "is_query_expression",
+    "mapper_of",
+    "resolve",
+]
 
 ESCAPE = "\\"
 """The escape character of LIKE patterns."""
@@ -176,6 +185,11 @@ def hybrid_names(model: type[Any]) -> frozenset[str]:
     return frozenset(k for k, v in descriptors.items() if isinstance(v, hybrid_property))
 
 
+def is_query_expression(prop: object) -> bool:
+    """Whether *prop* is a ``query_expression()``: a value only ``with_expression()`` sets."""
+    return getattr(prop, "strategy_key", None) == (("query_expression", True),)
+
+
 def resolve(model: type[Any], name: str) -> Field:
     """Resolve a whitelisted name: a column attribute, a hybrid or a relationship path.
 
@@ -194,6 +208,14 @@ def resolve(model: type[Any], name: str) -> Field:
         cls = relationship.mapper.class_
     mapper = mapper_of(cls)
     attribute = None if path else last
+    if last in mapper.column_attrs and is_query_expression(mapper.column_attrs[last]):
+        # Outside with_expression() it is a NULL placeholder: filtering or sorting on it
+        # would silently match or order nothing.
+        msg = (
+            f"{model.__name__}: {name!r} is a query_expression(), which has no SQL of its "
+            "own: filter with where= and sort with order_by= on the expression itself."
+        )
+        raise ConfigurationError(msg, model=model)
     if last in mapper.column_attrs:
         columns = mapper.column_attrs[last].columns
         nullable = len(columns) != 1 or getattr(columns[0], "nullable", True) is not False

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Select,
     Table,
@@ -25,13 +26,16 @@ from sqlalchemy import (
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper
-from sqlalchemy.sql import Join
+from sqlalchemy.orm.decl_base import _declarative_constructor
+from sqlalchemy.sql import ClauseElement, Join
 
-from sqla_repo._coerce import UNSUPPORTED, CoercionError, coerce, python_type
+from sqla_repo._coerce import UNSUPPORTED, CoercionError, coerce, python_type, value_checker
+from sqla_repo._sql import is_query_expression
 from sqla_repo.context import tenant_scope
 from sqla_repo.exceptions import (
     ConfigurationError,
     InvalidFilterError,
+    InvalidValueError,
     RepositoryError,
     TenantRequiredError,
 )
@@ -48,6 +52,7 @@ __all__ = [
 ]
 
 _MANAGED = frozenset({"version"})
+
 _EAGER = frozenset({"joined", "selectin", "subquery", "immediate"})
 
 
@@ -55,11 +60,13 @@ class ModelInfo:
     """What the repository needs to know about a mapped class, computed once."""
 
     __slots__ = (
+        "_checkers",
         "column_keys",
         "columns",
         "defaulted_keys",
         "delete_tables",
         "eager_keys",
+        "insert_statement_ok",
         "joined",
         "joined_collections",
         "mapper",
@@ -68,6 +75,7 @@ class ModelInfo:
         "pk_columns",
         "pk_keys",
         "pk_keys_set",
+        "plain_init",
         "relationship_keys",
         "single_criterion",
         "soft_delete",
@@ -92,8 +100,15 @@ class ModelInfo:
         self.pk_keys = tuple(mapper.get_property_by_column(c).key for c in self.pk_columns)
         self.pk_keys_set = frozenset(self.pk_keys)
         self.pk_attrs = tuple(getattr(model, k) for k in self.pk_keys)
-        self.column_keys = frozenset(p.key for p in mapper.column_attrs)
-        self.columns = {p.key: p.columns[0] for p in mapper.column_attrs}
+        # Stored columns only: a query_expression() or a column_property() of an
+        # expression is computed by a SELECT and can neither be written nor defaulted.
+        stored = [
+            p
+            for p in mapper.column_attrs
+            if not is_query_expression(p) and isinstance(p.columns[0], Column)
+        ]
+        self.column_keys = frozenset(p.key for p in stored)
+        self.columns = {p.key: p.columns[0] for p in stored}
         # Where the unit of work reads an explicit None as "not given" and lets a default
         # (Python, server or autoincrement) fill the column; bulk INSERTs do the same.
         self.defaulted_keys = frozenset(
@@ -124,6 +139,61 @@ class ModelInfo:
         # Joined-table inheritance: a row of this class spans several tables.
         self.joined = len(mapper.tables) > 1
         self.delete_tables = _hierarchy_tables(mapper)
+        # Whether one ORM ``INSERT … RETURNING`` writes a new row exactly as the unit of
+        # work would: one table, no polymorphic identity to set, a version the mapper
+        # generates in Python.
+        self.insert_statement_ok = (
+            not self.joined
+            and mapper.polymorphic_on is None
+            and mapper.inherits is None
+            and (mapper.version_id_col is None or callable(mapper.version_id_generator))
+        )
+        # Whether building an object from a mapping runs nothing of the application's
+        # (the declarative constructor, no @validates): a statement may then take the
+        # mapping as it is.
+        self.plain_init = (
+            mapper.class_manager.original_init is _declarative_constructor and not mapper.validators
+        )
+        self._checkers = {
+            key: checker
+            for key, column in self.columns.items()
+            if (checker := value_checker(column.type)) is not None
+        }
+
+    def check_values(self, values: Mapping[str, Any]) -> None:
+        """Refuse a written value its column cannot hold exactly on every backend.
+
+        The write-side twin of the filters' coercion (see
+        [`check_value`][sqla_repo._coerce.check_value]): a value a backend would round,
+        truncate, store as NULL or reinterpret is refused before anything is sent. Keys
+        naming no column (relationships) and SQL expressions are left alone. Each
+        column's type is examined once per class, not per value.
+
+        Raises:
+            InvalidValueError: A value the column cannot hold; ``detail`` names the
+                ``field`` and the ``reason``, never the value.
+        """
+        checkers = self._checkers
+        for key, value in values.items():
+            checker = checkers.get(key)
+            if checker is None or value is None or isinstance(value, ClauseElement):
+                continue
+            try:
+                checker(value)
+            except CoercionError as exc:
+                raise InvalidValueError(
+                    exc.message, model=self.model, detail={"field": key, "reason": exc.reason}
+                ) from None
+
+    def check_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """[`check_values()`][sqla_repo._statements.ModelInfo.check_values] for each row."""
+        for row in rows:
+            self.check_values(row)
+
+    def instance_values(self, obj: Any) -> dict[str, Any]:
+        """The column values set on *obj*, by attribute key."""
+        state_dict = sa_inspect(obj).dict
+        return {k: v for k, v in state_dict.items() if k in self.column_keys}
 
     @property
     def single_int_autoincrement_pk(self) -> bool:

@@ -113,6 +113,14 @@ _MYSQL_COLUMN_PATTERNS: Final[dict[int, re.Pattern[str]]] = {
 # SQLite names the CHECK constraint (when it has a name) and the NOT NULL column.
 _SQLITE_CHECK: Final = re.compile(r"^CHECK constraint failed: (?P<name>[A-Za-z_][\w$]*)\Z")
 _SQLITE_NOT_NULL: Final = re.compile(r"^NOT NULL constraint failed: (?:[^.\s]+\.)?(?P<name>\S+)\Z")
+# A unique violation names the index (an index on expressions) or the columns it covers,
+# each as ``table.column``; names that are not plain identifiers are not read.
+_SQLITE_UNIQUE_INDEX: Final = re.compile(r"^UNIQUE constraint failed: index '(?P<name>[^']+)'\Z")
+_IDENTIFIER: Final = r"[A-Za-z_][\w$]*"
+_SQLITE_UNIQUE_COLUMNS: Final = re.compile(
+    rf"^UNIQUE constraint failed: (?P<names>{_IDENTIFIER}\.{_IDENTIFIER}"
+    rf"(?:, {_IDENTIFIER}\.{_IDENTIFIER})*)\Z"
+)
 # Python 3.10's sqlite3 has no ``sqlite_errorcode``; SQLite's messages are fixed.
 _SQLITE_MESSAGE_CLASSES: Final = (
     ("UNIQUE constraint failed", UniqueViolationError),
@@ -131,6 +139,15 @@ class _Codes(NamedTuple):
     sqlite_message: str | None = None
     constraint: str | None = None
     column: str | None = None
+    columns: tuple[str, ...] = ()
+
+
+def _sqlite_unique_columns(message: str) -> tuple[str, ...]:
+    """The columns SQLite names in a unique violation's message, without their table."""
+    match = _SQLITE_UNIQUE_COLUMNS.search(message)
+    if match is None:
+        return ()
+    return tuple(name.partition(".")[2] for name in match.group("names").split(", "))
 
 
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:
@@ -189,10 +206,13 @@ def _codes(error: sa_exc.DBAPIError) -> _Codes:
                 errno = number
                 constraint = constraint or _match(_MYSQL_CONSTRAINT_PATTERNS.get(errno), message)
                 column = column or _match(_MYSQL_COLUMN_PATTERNS.get(errno), message)
+    columns: tuple[str, ...] = ()
     if sqlite_message is not None:
         constraint = constraint or _match(_SQLITE_CHECK, sqlite_message)
+        constraint = constraint or _match(_SQLITE_UNIQUE_INDEX, sqlite_message)
         column = column or _match(_SQLITE_NOT_NULL, sqlite_message)
-    return _Codes(sqlstate, errno, sqlite_code, sqlite_message, constraint, column)
+        columns = _sqlite_unique_columns(sqlite_message)
+    return _Codes(sqlstate, errno, sqlite_code, sqlite_message, constraint, column, columns)
 
 
 def _classify(error: sa_exc.DBAPIError, codes: _Codes) -> type[ConflictError] | None:
@@ -374,7 +394,10 @@ def _translate_dbapi(
     if cls is not None:
         # A not-null violation names a column; the other classes name a constraint.
         column = codes.column if issubclass(cls, NotNullViolationError) else None
-        return cls(model=model, constraint=codes.constraint, column=column)
+        # SQLite names a unique violation's columns rather than its constraint.
+        unique_columns = codes.columns if issubclass(cls, UniqueViolationError) else ()
+        detail = {"columns": list(unique_columns)} if unique_columns else None
+        return cls(model=model, constraint=codes.constraint, column=column, detail=detail)
     if _data_error(error, codes):
         return value_error(
             InvalidValueError.default_message, model=model, detail={"reason": "invalid_value"}

@@ -15,7 +15,7 @@ from typing import Any, Final, Literal, TypeAlias
 from sqlalchemy.sql import sqltypes
 
 from sqla_repo._coerce import unwrap
-from sqla_repo._sql import mapper_of
+from sqla_repo._sql import is_query_expression, mapper_of
 from sqla_repo.exceptions import ConfigurationError
 
 __all__ = [
@@ -160,7 +160,7 @@ def filter_whitelist(
         ConfigurationError: The whitelist is malformed or names an unknown operator.
     """
     if isinstance(allowed, AllColumns):
-        columns = () if model is None else mapper_of(model).column_attrs.keys()
+        columns = () if model is None else _stored_columns(model)
         return Whitelist(dict.fromkeys(columns, OPERATORS))
     names = _names(setting, allowed)
     if isinstance(allowed, Mapping):
@@ -176,9 +176,19 @@ def sort_whitelist(model: type[Any] | None, allowed: SortWhitelist, *, setting: 
     """
     if isinstance(allowed, AllColumns):
         attrs = () if model is None else mapper_of(model).column_attrs
-        names = [attr.key for attr in attrs if not unorderable(attr.expression.type)]
+        names = [
+            attr.key
+            for attr in attrs
+            if not unorderable(attr.columns[0].type) and not is_query_expression(attr)
+        ]
         return Whitelist(dict.fromkeys(names, frozenset()))
     return Whitelist(dict.fromkeys(_names(setting, allowed), frozenset()))
+
+
+def _stored_columns(model: type[Any]) -> list[str]:
+    """The column attributes of *model*, ``query_expression()`` placeholders left out."""
+    attrs = mapper_of(model).column_attrs
+    return [attr.key for attr in attrs if not is_query_expression(attr)]
 
 
 def unorderable(type_: Any) -> bool:

@@ -201,7 +201,10 @@ class ConflictError(RepositoryError):
     Attributes:
         constraint: The constraint's name when the database reports it, else ``None``
             (PostgreSQL always does; MySQL/MariaDB do for unique, foreign-key and check
-            violations; SQLite only for named check constraints).
+            violations; SQLite only for named check constraints and for unique indexes
+            on expressions). A unique violation on SQLite names its columns instead, as
+            ``detail["columns"]`` (``["username"]``; the columns of a composite key in
+            order); the other backends give no ``columns``.
         column: The column a not-null violation is about, when the database reports it,
             else ``None``.
     """

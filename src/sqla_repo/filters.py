@@ -69,12 +69,14 @@ Semantics on every backend:
 * Sorting puts NULL as the smallest value: first in ascending order, last in descending
   order (``NULLS FIRST``/``NULLS LAST`` is spelled out on PostgreSQL only). Enum columns
   sort in the database's order: declaration order for native enums (PostgreSQL,
-  MariaDB/MySQL), name order on SQLite. MariaDB/MySQL compare an ``ENUM`` with a string by
-  text, so keyset pagination on an enum column there needs names declared in
-  alphabetical order.
+  MariaDB/MySQL), name order on SQLite. Keyset pages follow the same order (on
+  MariaDB/MySQL, whose ``ENUM`` compares with a string as text, the cursor condition
+  compares declaration indexes, which no index on the column serves).
 * Relationship paths (``"author.email"``, when whitelisted) compile to ``EXISTS``
   (``has()``/``any()``), so rows never repeat; a condition on a path means "some related
-  row satisfies it".
+  row satisfies it". Conditions through the same relationship share one ``EXISTS``: they
+  must hold for the *same* related row (``accounts.provider`` and ``accounts.account_id``
+  match a user with one account having both, not two accounts having one each).
 
 Errors carry ``detail = {"field": ..., "operator": ..., "reason": ...}`` with one of the
 reason codes ``invalid_filters``, ``too_many_conditions``, ``invalid_field``,
@@ -99,7 +101,16 @@ from sqlalchemy.sql.elements import ColumnClause, ColumnElement, UnaryExpression
 
 from sqla_repo._coerce import CoercionError, coerce, is_text, python_type
 from sqla_repo._hooks import NEEDS_EXPLICIT_EXISTS_CRITERIA, entity_criteria
-from sqla_repo._sql import ESCAPE, Field, Like, NullsSmallest, hybrid_names, mapper_of, resolve
+from sqla_repo._sql import (
+    ESCAPE,
+    Field,
+    Like,
+    NullsSmallest,
+    hybrid_names,
+    is_query_expression,
+    mapper_of,
+    resolve,
+)
 from sqla_repo._whitelist import (
     ALIASES,
     ALL_COLUMNS,
@@ -199,7 +210,10 @@ def compile_filters(
         max_in: The most values ``in`` and ``not_in`` accept.
 
     Returns:
-        One expression per condition, to pass to ``select(...).where(*conditions)``.
+        The expressions to pass to ``select(...).where(*conditions)``: one per condition
+        on the model's own fields, and one ``EXISTS`` per relationship combining every
+        condition reached through it (``{"accounts.provider": "google",
+        "accounts.account_id": "acc-9"}`` matches rows having *one* account with both).
 
     Raises:
         InvalidFilterError: The input names an unknown field or operator, an operator the
@@ -222,10 +236,11 @@ def compile_filters(
             return []  # nothing named: nothing to allow
         raise not_set("allowed=", "filters", model=model)
     whitelist = filter_whitelist(model, allowed, setting=f"{model.__name__} filter whitelist")
-    return [
+    compiled = [
         _condition(model, name, op, value, whitelist=whitelist, max_in=max_in)
         for name, op, value in _triples(model, filters, whitelist)
     ]
+    return _through_paths(compiled)
 
 
 def _triples(
@@ -366,7 +381,7 @@ def _condition(
     *,
     whitelist: Whitelist,
     max_in: int,
-) -> ColumnElement[bool]:
+) -> tuple[Field, ColumnElement[bool]]:
     condition = _Condition(model, name, op, whitelist)
     target, column = condition.target, condition.column
     clause: ColumnElement[bool]
@@ -378,16 +393,55 @@ def _condition(
         clause = _BUILDERS[op](target, condition.values(value, max_in))
     else:
         clause = _BUILDERS[op](target, condition.value(value, null=op in {"eq", "ne"}))
-    return _through(target, clause)
+    return target, clause
 
 
-def _through(target: Field, condition: ColumnElement[bool]) -> ColumnElement[bool]:
-    """Wrap a condition on a related column in EXISTS subqueries, innermost first."""
-    for attribute, uselist in reversed(target.path):
+class _PathGroup:
+    """The conditions reached through one relationship, and the relationships below it."""
+
+    def __init__(self, attribute: Any, uselist: bool) -> None:  # noqa: FBT001
+        self.attribute, self.uselist = attribute, uselist
+        self.items: list[ColumnElement[bool] | _PathGroup] = []
+        self.children: dict[str, _PathGroup] = {}
+
+    def exists(self) -> ColumnElement[bool]:
+        """Return the one ``EXISTS`` for this relationship, its conditions combined."""
+        conditions = [
+            item.exists() if isinstance(item, _PathGroup) else item for item in self.items
+        ]
         if NEEDS_EXPLICIT_EXISTS_CRITERIA:
-            condition = and_(condition, *entity_criteria(attribute.property.mapper.class_))
-        condition = attribute.any(condition) if uselist else attribute.has(condition)
-    return condition
+            conditions += entity_criteria(self.attribute.property.mapper.class_)
+        condition = and_(*conditions)
+        exists: ColumnElement[bool] = (
+            self.attribute.any(condition) if self.uselist else self.attribute.has(condition)
+        )
+        return exists
+
+
+def _through_paths(compiled: list[tuple[Field, ColumnElement[bool]]]) -> list[ColumnElement[bool]]:
+    """Wrap conditions on related columns in EXISTS subqueries, one per relationship path.
+
+    Conditions sharing a relationship (a prefix of their paths) are combined inside the
+    same ``EXISTS``, so they must hold for the *same* related row: ``accounts.provider``
+    and ``accounts.account_id`` match an account having both, and ``posts.title`` with
+    ``posts.tags.name`` a post having that title and that tag.
+    """
+    result: list[ColumnElement[bool] | _PathGroup] = []
+    roots: dict[str, _PathGroup] = {}
+    for target, clause in compiled:
+        if not target.path:
+            result.append(clause)
+            continue
+        items, groups = result, roots
+        for attribute, uselist in target.path:
+            key = attribute.key
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _PathGroup(attribute, uselist)
+                items.append(group)
+            items, groups = group.items, group.children
+        items.append(clause)
+    return [item.exists() if isinstance(item, _PathGroup) else item for item in result]
 
 
 def _or_null(target: Field, condition: ColumnElement[bool]) -> ColumnElement[bool]:
@@ -567,6 +621,7 @@ def _sort_key(model: type[Any], item: object, whitelist: Whitelist | None) -> So
     if isinstance(item, QueryableAttribute):
         item = item.__clause_element__()
     if isinstance(item, ColumnElement):
+        _refuse_query_expression(model, item)
         attribute = _attribute_of(model, item)
         if attribute is None:
             return SortKey(item, descending=False, name=_render(item))
@@ -599,6 +654,20 @@ def _named_sort_key(model: type[Any], item: str, whitelist: Whitelist | None) ->
         raise ConfigurationError(msg, model=model)
     descending = item.startswith("-")
     return SortKey(target.expression, descending, name, nullable=target.nullable, attribute=name)
+
+
+def _refuse_query_expression(model: type[Any], expression: ColumnElement[Any]) -> None:
+    """Refuse a ``query_expression()`` attribute: in ORDER BY it is its NULL placeholder."""
+    annotations: Mapping[str, Any] = getattr(expression, "_annotations", {})
+    mapper, key = annotations.get("parentmapper"), annotations.get("proxy_key")
+    props = getattr(mapper, "column_attrs", {})
+    if isinstance(key, str) and key in props and is_query_expression(props[key]):
+        msg = (
+            f"{model.__name__}: cannot sort on {key!r}, a query_expression(): ORDER BY "
+            "would see its NULL placeholder; sort on the expression given to "
+            "with_expression() instead."
+        )
+        raise ConfigurationError(msg, model=model)
 
 
 def _attribute_of(model: type[Any], expression: ColumnElement[Any]) -> str | None:

@@ -10,9 +10,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, insert, select, text
+import pytest_asyncio
+from sqlalchemy import Index, String, UniqueConstraint, delete, func, insert, select, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import backends
 from models import Post, Product, User
@@ -37,7 +39,8 @@ CHECK = "ck_products_price_non_negative"
 # The constraint name each backend reports, per violation. PostgreSQL reports every name
 # in a structured field; MySQL/MariaDB name it in the message of unique, foreign-key and
 # check violations (the primary key is always "PRIMARY"); SQLite names only CHECK
-# constraints. No backend names a constraint for NOT NULL; all report the column.
+# constraints (and unique indexes on expressions), and a unique violation's columns.
+# No backend names a constraint for NOT NULL; all report the column.
 REPORTED: dict[str, dict[str, str | None]] = {
     "postgresql": {
         "unique_email": "uq_users_email",
@@ -404,3 +407,97 @@ async def test_statement_timeout_through_fastapi_is_503() -> None:
     fastapi_errors = pytest.importorskip("sqla_repo.ext._fastapi_errors")
     assert fastapi_errors.status_code_for(StatementTimeoutError()) == 503
     assert fastapi_errors.status_code_for(NaiveDatetimeError("naive")) == 422
+
+
+# -- SQLite names a unique violation's columns (or its index) in the message ------------------
+
+UNIQUE_COLUMNS: dict[str, list[str]] = {
+    "unique_email": ["email"],
+    "unique_sku": ["sku"],
+    "primary_key": ["id"],
+}
+
+
+@pytest.mark.parametrize("violation", VIOLATIONS[:3], ids=[v.name for v in VIOLATIONS[:3]])
+async def test_unique_violation_columns(
+    session: AsyncSession, backend: backends.Backend, violation: Violation
+) -> None:
+    """SQLite's columns go to ``detail["columns"]``; PostgreSQL and MariaDB name the constraint."""
+    assert violation.setup is not None
+    await violation.setup(session)
+    with pytest.raises(UniqueViolationError) as info:
+        await _attempt(session, violation.model, violation.violate)
+    error = info.value
+    if backend.name == "sqlite":
+        assert error.detail["columns"] == UNIQUE_COLUMNS[violation.name]
+        assert error.constraint is None
+    else:
+        assert "columns" not in error.detail
+        assert error.constraint == _expected_constraint(backend, violation)
+    assert error.column is None
+
+
+class PairsBase(DeclarativeBase):
+    pass
+
+
+class Pair(PairsBase):
+    """Its own metadata: a composite unique constraint and, off MariaDB, an expression index."""
+
+    __tablename__ = "unique_pairs"
+    __table_args__ = (UniqueConstraint("a", "b", name="uq_unique_pairs_a_b"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    a: Mapped[str] = mapped_column(String(20))
+    b: Mapped[str] = mapped_column(String(20))
+    label: Mapped[str] = mapped_column(String(20))
+
+
+LOWER_LABEL = Index("uq_unique_pairs_lower_label", func.lower(Pair.label), unique=True)
+Pair.__table__.indexes.discard(LOWER_LABEL)  # created by the fixture, where supported
+
+
+@pytest_asyncio.fixture
+async def pairs(engine: AsyncEngine, backend: backends.Backend) -> AsyncIterator[None]:
+    """The table, made before the session and dropped after it (SQLite's locks)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(PairsBase.metadata.drop_all)
+        await conn.run_sync(PairsBase.metadata.create_all)
+        if backend.name != "mariadb":  # MariaDB has no index on an expression
+            await conn.run_sync(LOWER_LABEL.create)
+    yield
+    async with engine.begin() as conn:
+        await conn.run_sync(PairsBase.metadata.drop_all)
+
+
+async def test_composite_unique_columns(
+    pairs: None, session: AsyncSession, backend: backends.Backend
+) -> None:
+    """Every column of a composite unique constraint is named, in order, on SQLite."""
+    await _flush(session, Pair(a="x", b="y", label="one"))
+    with pytest.raises(UniqueViolationError) as info:
+        await _attempt(session, Pair, lambda s: _flush(s, Pair(a="x", b="y", label="two")))
+    error = info.value
+    if backend.name == "sqlite":
+        assert (error.constraint, error.detail["columns"]) == (None, ["a", "b"])
+    else:
+        assert error.constraint == "uq_unique_pairs_a_b"
+        assert "columns" not in error.detail
+    assert "x" not in str(error.detail)
+
+
+async def test_expression_index_name(
+    pairs: None, session: AsyncSession, backend: backends.Backend
+) -> None:
+    """A unique index on an expression is named as the constraint (SQLite and PostgreSQL)."""
+    if backend.name == "mariadb":
+        pytest.skip("MariaDB has no index on an expression")
+    await _flush(session, Pair(a="1", b="1", label="Same"))
+    with pytest.raises(UniqueViolationError) as info:
+        await _attempt(session, Pair, lambda s: _flush(s, Pair(a="2", b="2", label="SAME")))
+    error = info.value
+    assert error.constraint == "uq_unique_pairs_lower_label"
+    assert error.detail["constraint"] == "uq_unique_pairs_lower_label"
+    assert "columns" not in error.detail
+    assert "Same" not in str(error.detail)
+    assert "SAME" not in str(error)

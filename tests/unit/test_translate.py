@@ -350,6 +350,49 @@ class TestNames:
             "uq_users_email",
         )
 
+    @pytest.mark.parametrize(
+        ("code", "message", "constraint", "columns"),
+        [
+            (2067, "UNIQUE constraint failed: users.username", None, ["username"]),
+            (2067, "UNIQUE constraint failed: pairs.a, pairs.b", None, ["a", "b"]),
+            (1555, "UNIQUE constraint failed: products.id", None, ["id"]),
+            (
+                2067,
+                "UNIQUE constraint failed: index 'uq_users_lower_email'",
+                "uq_users_lower_email",
+                None,
+            ),
+            (None, "UNIQUE constraint failed: users.email", None, ["email"]),
+            (2067, "UNIQUE constraint failed: users.e mail", None, None),
+            (2067, "UNIQUE constraint failed", None, None),
+        ],
+        ids=["column", "columns", "primary-key", "index", "no-code", "odd-name", "no-names"],
+    )
+    def test_sqlite_unique_names(
+        self, code: int | None, message: str, constraint: str | None, columns: list[str] | None
+    ) -> None:
+        """SQLite's unique message gives the index name or the columns, read for detail only."""
+        error = translate(wrap(sqlite_error(code, message)), User)
+        assert isinstance(error, UniqueViolationError)
+        assert error.constraint == constraint
+        assert error.detail.get("constraint") == constraint
+        assert error.detail.get("columns") == columns
+        assert error.column is None
+        assert "column" not in error.detail
+
+    def test_unique_columns_only_from_sqlite(self) -> None:
+        """Other violations and other drivers never get ``columns``."""
+        for orig in (
+            sqlite_error(1299, "NOT NULL constraint failed: users.email"),
+            sqlite_error(787, "FOREIGN KEY constraint failed"),
+            MySQLDriverError(1062, "Duplicate entry 'a' for key 'uq_users_email'"),
+            asyncpg_error("23505", "uq_users_email", column="email"),
+            Exception("UNIQUE constraint failed: users.email"),
+        ):
+            error = translate(wrap(orig))
+            assert isinstance(error, ConflictError)
+            assert "columns" not in error.detail
+
     def test_unnamed_sqlite_check_reports_no_constraint(self) -> None:
         """SQLite quotes the expression of an unnamed CHECK; that is not a constraint name."""
         error = wrap(sqlite_error(275, "CHECK constraint failed: price >= 0"))

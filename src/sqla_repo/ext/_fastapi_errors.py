@@ -1,7 +1,7 @@
 """HTTP responses for repository errors."""
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -20,6 +20,7 @@ from sqla_repo.exceptions import (
     TenantMismatchError,
     TenantRequiredError,
 )
+from sqla_repo.ext._fastapi_query import QueryValidationError
 
 __all__ = ["DEFAULT_STATUS_CODES", "error_body", "install_exception_handlers", "status_code_for"]
 
@@ -82,8 +83,15 @@ def error_body(exc: RepositoryError) -> dict[str, Any]:
     return {"error": exc.code, "message": exc.message, "detail": jsonable_encoder(exc.detail)}
 
 
+ErrorBody = Callable[[RepositoryError, int], Any]
+"""Builds a response body from the error and the HTTP status it is answered with."""
+
+
 def install_exception_handlers(
-    app: FastAPI, *, status_codes: Mapping[type[RepositoryError], int] | None = None
+    app: FastAPI,
+    *,
+    status_codes: Mapping[type[RepositoryError], int] | None = None,
+    body: ErrorBody | None = None,
 ) -> None:
     """Answer every [`RepositoryError`][sqla_repo.exceptions.RepositoryError] with a JSON error.
 
@@ -111,13 +119,31 @@ def install_exception_handlers(
     A missing tenant is a 403 rather than a 401: the request may well be authenticated,
     and a 401 would oblige a ``WWW-Authenticate`` challenge the library cannot know.
 
+    *body* renders the errors in an API's own format. It is called with the error and
+    its status and returns the JSON-compatible body, for RealWorld
+    ``lambda exc, status: {"errors": {"body": [exc.message]}}``. It applies to every
+    error these handlers answer, the 422 of bad sort or filter parameters in
+    [`search_params`][sqla_repo.ext.fastapi.search_params] and
+    [`cursor_params`][sqla_repo.ext.fastapi.cursor_params] included: *body* then gets
+    an [`InvalidFilterError`][sqla_repo.exceptions.InvalidFilterError] whose message is
+    the first problem's, prefixed by its parameter (``"tag__like: The like operator is
+    not allowed on 'tag'."``), and whose ``detail["errors"]`` lists every problem as
+    ``{"param", "type", "msg"}``; its status is the one of ``InvalidFilterError`` (422
+    unless *status_codes* says otherwise). Other validation errors of the application
+    (a bad path parameter, a request body) stay FastAPI's. Without *body* the bodies
+    are the ones of [`error_body`][sqla_repo.ext.fastapi.error_body] and the query
+    parameters' 422 is FastAPI's own.
+
     Args:
         app: The application.
         status_codes: Overrides of
             [`DEFAULT_STATUS_CODES`][sqla_repo.ext.fastapi.DEFAULT_STATUS_CODES], for
             example ``{TenantRequiredError: 401}``.
+        body: Builds the response body from the error and its status; ``None`` (the
+            default) is [`error_body`][sqla_repo.ext.fastapi.error_body].
     """
     codes = {**DEFAULT_STATUS_CODES, **(status_codes or {})}
+    render: ErrorBody = body if body is not None else lambda exc, _status: error_body(exc)
 
     async def handle_repository_error(request: Request, exc: Exception) -> JSONResponse:
         if not isinstance(exc, RepositoryError):  # pragma: no cover - registered for it
@@ -127,6 +153,18 @@ def install_exception_handlers(
             logger.error(
                 "%s %s failed: %s", request.method, request.url.path, exc.code, exc_info=exc
             )
-        return JSONResponse(error_body(exc), status_code=status)
+        return JSONResponse(jsonable_encoder(render(exc, status)), status_code=status)
 
     app.add_exception_handler(RepositoryError, handle_repository_error)
+    if body is None:
+        return
+
+    async def handle_query_error(request: Request, exc: Exception) -> JSONResponse:
+        del request
+        if not isinstance(exc, QueryValidationError):  # pragma: no cover - registered for it
+            raise exc
+        error = exc.as_repository_error()
+        status = status_code_for(error, codes)
+        return JSONResponse(jsonable_encoder(render(error, status)), status_code=status)
+
+    app.add_exception_handler(QueryValidationError, handle_query_error)

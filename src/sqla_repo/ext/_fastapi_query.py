@@ -2,7 +2,7 @@
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from sqla_repo._sql import resolve
 from sqla_repo._whitelist import ALIASES, OPERATORS, filter_whitelist, sort_whitelist
 from sqla_repo.exceptions import ConfigurationError, InvalidFilterError
-from sqla_repo.filters import MAX_CONDITIONS, SortKey, compile_filters, compile_order_by
+from sqla_repo.filters import MAX_CONDITIONS, SortKey, _echo, compile_filters, compile_order_by
 from sqla_repo.pagination import (
     CURSOR_SECRET_ENV,
     cursor_secret_is_ephemeral,
@@ -22,11 +22,12 @@ from sqla_repo.pagination import (
 )
 from sqla_repo.repository import BaseRepository
 
-__all__ = ["CursorParams", "SearchParams", "cursor_params", "search_params"]
+__all__ = ["CursorParams", "QueryValidationError", "SearchParams", "cursor_params", "search_params"]
 
 FilterValues = Mapping[str, str | list[str]]
 
 _LIST_OPERATORS = frozenset({"in", "not_in", "between"})
+_PUBLIC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 _FILTERS = "filters"  # the name under which the filters are documented in OpenAPI
 # Query parameter names by route dependant; the entry holds the dependant, so its id
 # cannot be reused while it is cached.
@@ -108,6 +109,36 @@ class CursorParams:
         }
 
 
+class QueryValidationError(RequestValidationError):
+    """The 422 of ``search_params`` and ``cursor_params``: bad sort or filter parameters.
+
+    It is FastAPI's own validation error, so FastAPI answers it as usual, with one entry
+    per offending parameter; ``install_exception_handlers(app, body=...)`` answers it in
+    the application's own format, through ``as_repository_error()``.
+    """
+
+    def as_repository_error(self) -> InvalidFilterError:
+        """Return the problems as one ``InvalidFilterError``.
+
+        Its message is the first problem's message, prefixed by its parameter
+        (``"tag__like: The like operator is not allowed on 'tag'."``); its ``detail``
+        holds ``reason`` (``"invalid_query"``) and ``errors``, every problem as
+        ``{"param", "type", "msg"}``, without the values sent.
+        """
+        errors = [
+            {"param": _param(entry), "type": entry.get("type"), "msg": entry.get("msg")}
+            for entry in self.errors()
+        ]
+        first = errors[0] if errors else {"param": None, "msg": "The query string is invalid."}
+        message = f"{first['param']}: {first['msg']}" if first["param"] else str(first["msg"])
+        return InvalidFilterError(message, detail={"reason": "invalid_query", "errors": errors})
+
+
+def _param(entry: Mapping[str, Any]) -> str | None:
+    loc: Sequence[Any] = entry.get("loc") or ()
+    return str(loc[1]) if len(loc) > 1 else None
+
+
 def _problem(param: str, kind: str, msg: str, value: object) -> dict[str, Any]:
     """One entry of a 422 response, in FastAPI's own format."""
     return {"type": kind, "loc": ("query", param), "msg": msg, "input": value}
@@ -150,11 +181,23 @@ def _operator_names(ops: frozenset[str]) -> list[str]:
     return names
 
 
+def _public_names(whitelisted: Collection[str], aliases: Mapping[str, str]) -> dict[str, str]:
+    """Public name -> whitelisted name: aliases, and the whitelisted names no alias hides."""
+    targets = set(aliases.values())
+    names = {name: name for name in whitelisted if name not in targets}
+    names.update({public: target for public, target in aliases.items() if target in whitelisted})
+    return names
+
+
 class _QueryParser:
     """Reads sort and filter parameters for one repository and reports every problem."""
 
     def __init__(
-        self, repository: type[BaseRepository[Any]], reserved: Collection[str], factory: str
+        self,
+        repository: type[BaseRepository[Any]],
+        reserved: Collection[str],
+        factory: str,
+        aliases: Mapping[str, str] | None = None,
     ) -> None:
         self.repository = repository
         self.model: type[Any] = repository.model
@@ -176,11 +219,79 @@ class _QueryParser:
         )
         self.allowed_filters: Mapping[str, frozenset[str]] = self.filter_whitelist.fields
         self.allowed_sorts = tuple(self.sort_whitelist.fields)
-        self.filterable = sorted(self.filter_whitelist.fields)
-        self.sortable = sorted(self.sort_whitelist.fields)
-        for field_name in {*self.filterable, *self.sortable}:
+        for field_name in {*self.allowed_filters, *self.allowed_sorts}:
             resolve(self.model, field_name)  # a misspelt whitelist fails now, not per request
         self.reserved = frozenset(reserved)
+        # Public name -> whitelisted name, per channel; an aliased name is public no more.
+        self._check_aliases(aliases or {}, factory)
+        self.filter_names = _public_names(self.allowed_filters, aliases or {})
+        self.sort_names = _public_names(self.allowed_sorts, aliases or {})
+        self.filterable = sorted(self.filter_names)
+        self.sortable = sorted(self.sort_names)
+
+    def _check_aliases(self, aliases: object, factory: str) -> None:
+        where = f"{factory}({self.repository.__name__}, aliases=...)"
+        if not isinstance(aliases, Mapping):
+            msg = f"{where}: aliases must map public names to whitelisted field names."
+            raise ConfigurationError(msg, model=self.model)
+        whitelisted = {*self.allowed_filters, *self.allowed_sorts}
+        targets = set(aliases.values())
+        for public, target in aliases.items():
+            if not isinstance(public, str) or not _PUBLIC_NAME.match(public) or "__" in public:
+                msg = (
+                    f"{where}: {public!r} cannot be a query parameter name: use letters, "
+                    "digits, '_', '.' or '-', without '__' (it separates the operator)."
+                )
+                raise ConfigurationError(msg, model=self.model)
+            if public in self.reserved:
+                msg = f"{where}: {public!r} is already a query parameter of its own."
+                raise ConfigurationError(msg, model=self.model)
+            if not isinstance(target, str) or target not in whitelisted:
+                msg = (
+                    f"{where}: {public!r} stands for {target!r}, which is in neither "
+                    f"{self.repository.__name__}.filterable_fields nor .sortable_fields."
+                )
+                raise ConfigurationError(msg, model=self.model)
+            if public != target and public in whitelisted and public not in targets:
+                msg = (
+                    f"{where}: {public!r} is a whitelisted field of its own; an alias "
+                    "cannot hide it."
+                )
+                raise ConfigurationError(msg, model=self.model)
+
+    def _sort_fields(self, parts: tuple[str, ...], errors: list[dict[str, Any]]) -> tuple[str, ...]:
+        """Map the public sort names of *parts* to whitelisted ones, reporting hidden names."""
+        result: list[str] = []
+        seen: set[str] = set()
+        for part in parts:
+            sign = part[:1] if part[:1] in {"-", "+"} else ""
+            name = part[len(sign) :]
+            target = self.sort_names.get(name)
+            if target is None and name in self.allowed_sorts:
+                # Whitelisted, but published under an alias only: unknown to the client.
+                msg = f"Cannot sort on {_echo(name)!r}."
+                errors.append(_problem("sort", "not_sortable", msg, ",".join(parts)))
+                return ()
+            if target is not None and target in seen:
+                msg = f"The sort field {_echo(name)!r} is given twice."
+                errors.append(_problem("sort", "duplicate_sort_field", msg, ",".join(parts)))
+                return ()
+            if target is not None:
+                seen.add(target)
+            result.append(sign + (target or name))
+        return tuple(result)
+
+    def _filter_key(self, key: str) -> tuple[str, str, str | None]:
+        """Return the public field, the whitelisted key and the operator given, of *key*."""
+        names = self.filter_names
+        field_name, op = key, None
+        head, sep, tail = key.rpartition("__")
+        if sep and key not in names and (head in names or ALIASES.get(tail, tail) in OPERATORS):
+            field_name, op = head, tail
+        target = names.get(field_name)
+        if target is None:
+            return field_name, key, op
+        return field_name, target if op is None else f"{target}__{op}", op
 
     def sort_query(self) -> Any:
         return Query(
@@ -194,7 +305,7 @@ class _QueryParser:
 
     def _field_operators(self) -> list[tuple[str, list[str]]]:
         return [
-            (name, _operator_names(self.filter_whitelist.operators(name)))
+            (name, _operator_names(self.filter_whitelist.operators(self.filter_names[name])))
             for name in self.filterable
         ]
 
@@ -246,14 +357,15 @@ class _QueryParser:
         order_by: tuple[str, ...] = ()
         keys: list[SortKey] | None = None
         if sort is not None and sort.strip():
-            order_by = tuple(part.strip() for part in sort.split(","))
+            order_by = self._sort_fields(tuple(part.strip() for part in sort.split(",")), errors)
         try:
-            keys = compile_order_by(
-                self.model,
-                list(order_by) or None,
-                allowed=self.allowed_sorts,
-                default=self.repository.default_order_by,
-            )
+            if not errors:
+                keys = compile_order_by(
+                    self.model,
+                    list(order_by) or None,
+                    allowed=self.allowed_sorts,
+                    default=self.repository.default_order_by,
+                )
         except InvalidFilterError as exc:
             errors.append(_rejected("sort", exc, sort))
         filters = self._filters(request, errors)
@@ -269,7 +381,7 @@ class _QueryParser:
             except InvalidFilterError as exc:
                 errors.append(_rejected(name, exc, cursor))
         if errors:
-            raise RequestValidationError(errors)
+            raise QueryValidationError(errors)
         return order_by, filters
 
     def _filters(self, request: Request, errors: list[dict[str, Any]]) -> dict[str, Any]:
@@ -289,10 +401,16 @@ class _QueryParser:
                 msg = "This parameter may be given once only."
                 errors.append(_problem(key, "repeated_parameter", msg, values))
                 continue
+            internal = key
+            if self.filter_names.keys() != self.allowed_filters.keys():  # aliases in play
+                problem, internal = self._aliased(key)
+                if problem is not None:
+                    errors.append(_problem(key, problem[0], problem[1], value))
+                    continue
             try:
                 compile_filters(
                     self.model,
-                    {key: value},
+                    {internal: value},
                     allowed=self.allowed_filters,
                     max_in=self.repository.max_in_values,
                 )
@@ -302,8 +420,27 @@ class _QueryParser:
                     error["msg"] = "Give each filter as its own query parameter: field__op=value."
                 errors.append(error)
                 continue
-            filters[key] = value
+            filters[internal] = value
         return filters
+
+    def _aliased(self, key: str) -> tuple[tuple[str, str] | None, str]:
+        """Map *key* through the aliases; a problem names the client's field, never the target."""
+        public, internal, op = self._filter_key(key)
+        if public not in self.filter_names:
+            if public in self.allowed_filters:  # published under an alias only
+                return ("unknown_field", f"Unknown filter field {_echo(public)!r}."), key
+            head, sep, _ = key.rpartition("__")
+            if sep and head in self.allowed_filters and head not in self.filter_names:
+                # A hidden name with an unknown operator: answered as an unknown field,
+                # exactly as a name that does not exist, never as an unknown operator.
+                return ("unknown_field", f"Unknown filter field {_echo(key)!r}."), key
+            return None, key  # compile_filters reports it, in the client's own words
+        canonical = ALIASES.get(op or "eq", op or "eq")
+        target = self.filter_names[public]
+        if canonical in OPERATORS and canonical not in self.allowed_filters[target]:
+            msg = f"The {canonical} operator is not allowed on {_echo(public)!r}."
+            return ("operator_not_allowed", msg), key
+        return None, internal
 
 
 def _default_limit(repository: type[BaseRepository[Any]], default_limit: int) -> int:
@@ -315,6 +452,7 @@ def search_params(
     *,
     default_limit: int = 20,
     extra_params: Collection[str] = (),
+    aliases: Mapping[str, str] | None = None,
 ) -> Callable[..., Awaitable[SearchParams]]:
     """Make a dependency reading an offset page's query string for *repository*.
 
@@ -343,21 +481,37 @@ def search_params(
     parameters (OpenAPI's default ``style: form, explode: true``) and whose description
     and ``propertyNames`` pattern list the filterable fields and each one's operators.
 
+    *aliases* publish a whitelisted field under a name of the API's own:
+    ``aliases={"tag": "tags.name", "favorites": "favorites_count"}`` accepts
+    ``?tag=sql`` and ``?tag__eq=sql`` (the filter ``tags.name__eq``) and
+    ``?sort=-favorites``. An aliased field is known to clients by its public name only:
+    ``?tags.name=sql`` is refused like any unknown field (map a name to itself,
+    ``{"tags.name": "tags.name"}``, to accept both), errors name the public name, and
+    the OpenAPI descriptions list the public names. The parameters the dependency gives
+    hold the whitelisted names, ready for the repository.
+
     Args:
         repository: The repository class whose whitelists and ``max_page_size`` apply.
         default_limit: The page size when the request gives none (capped at
             ``max_page_size``).
         extra_params: Other query parameters to leave alone, when the route reads them
             from the ``Request`` rather than declaring them.
+        aliases: Public name -> name in ``filterable_fields`` or ``sortable_fields`` (the
+            alias applies wherever its target is whitelisted). A public name is letters,
+            digits, ``_``, ``.`` or ``-`` without ``__``, and is neither one of the
+            dependency's own parameters nor a whitelisted field it would hide.
 
     Returns:
         The dependency; it gives a [`SearchParams`][sqla_repo.ext.fastapi.SearchParams].
 
     Raises:
         ConfigurationError: Neither ``filterable_fields`` nor ``sortable_fields`` is set,
-            or a whitelist is malformed or names something the model does not have.
+            a whitelist is malformed or names something the model does not have, or an
+            alias is malformed or stands for a field neither whitelist holds.
     """
-    parser = _QueryParser(repository, {"limit", "offset", "sort", *extra_params}, "search_params")
+    parser = _QueryParser(
+        repository, {"limit", "offset", "sort", *extra_params}, "search_params", aliases
+    )
     max_size = repository.max_page_size
 
     async def dependency(
@@ -383,6 +537,7 @@ def cursor_params(
     *,
     default_limit: int = 20,
     extra_params: Collection[str] = (),
+    aliases: Mapping[str, str] | None = None,
 ) -> Callable[..., Awaitable[CursorParams]]:
     """Make a dependency reading a keyset page's query string for *repository*.
 
@@ -396,16 +551,18 @@ def cursor_params(
         default_limit: The page size when the request gives none (capped at
             ``max_page_size``).
         extra_params: Other query parameters to leave alone.
+        aliases: Public names of whitelisted fields, as for ``search_params``.
 
     Returns:
         The dependency; it gives a [`CursorParams`][sqla_repo.ext.fastapi.CursorParams].
 
     Raises:
         ConfigurationError: Neither ``filterable_fields`` nor ``sortable_fields`` is set,
-            or a whitelist is malformed or names something the model does not have.
+            a whitelist is malformed or names something the model does not have, or an
+            alias is malformed or stands for a field neither whitelist holds.
     """
     parser = _QueryParser(
-        repository, {"limit", "cursor", "before", "sort", *extra_params}, "cursor_params"
+        repository, {"limit", "cursor", "before", "sort", *extra_params}, "cursor_params", aliases
     )
     max_size = repository.max_page_size
     if cursor_secret_is_ephemeral():
