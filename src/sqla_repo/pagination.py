@@ -46,8 +46,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import and_, false, literal, or_
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import sqltypes
+from sqlalchemy.sql.functions import FunctionElement
 
-from sqla_repo._coerce import UNSUPPORTED, CoercionError, coerce, python_type
+from sqla_repo._coerce import UNSUPPORTED, CoercionError, coerce, python_type, unwrap
 from sqla_repo._cursors import (
     CURSOR_SECRET_ENV,
     MAX_CURSOR_LENGTH,
@@ -63,6 +66,7 @@ from sqla_repo.context import tenant_scope
 from sqla_repo.exceptions import ConfigurationError, InvalidFilterError
 
 if TYPE_CHECKING:
+    from sqlalchemy.sql.compiler import SQLCompiler
     from sqlalchemy.sql.elements import ColumnElement
 
     from sqla_repo.filters import SortKey
@@ -330,17 +334,18 @@ def _expanded(
     equal: list[ColumnElement[bool]] = []
     for key, value in zip(keys, bound, strict=True):
         column = key.expression
+        ordered = _in_sort_order(column)  # what <, > and = compare
         upward = key.descending != forward  # the rows past the boundary hold larger values
         past: ColumnElement[bool] | None
         if value is None:
             past = column.is_not(None) if upward else None
         elif upward:
-            past = column > value
+            past = ordered > value
         else:
-            past = or_(column < value, column.is_(None)) if key.nullable else column < value
+            past = or_(ordered < value, column.is_(None)) if key.nullable else ordered < value
         if past is not None:
             disjuncts.append(and_(*equal, past))
-        equal.append(column.is_(None) if value is None else column == value)
+        equal.append(column.is_(None) if value is None else ordered == value)
     if not disjuncts:
         return false()
     return or_(*disjuncts)
@@ -378,18 +383,51 @@ def keyset_predicate(
     # Bound parameters even for True/False, which SQLAlchemy would otherwise inline as
     # constants that only = and != accept.
     bound = [
-        None if raw is None else literal(raw, key.expression.type)
+        None if raw is None else _in_sort_order(literal(raw, key.expression.type))
         for key, raw in zip(keys, map(_coerce_key, keys, values), strict=True)
     ]
     if len(keys) == 1 and bound[0] is not None and not keys[0].nullable:
         # The common case, a unique non-null key (the primary key): one comparison.
-        column = keys[0].expression
+        column = _in_sort_order(keys[0].expression)
         return column > bound[0] if keys[0].descending != forward else column < bound[0]
     predicate = _expanded(keys, bound, forward=forward)
-    first, value = keys[0], bound[0]
+    first, value = _in_sort_order(keys[0].expression), bound[0]
     if len(keys) > 1 and value is not None:
-        if first.descending != forward:
-            predicate = and_(first.expression >= value, predicate)
-        elif not first.nullable:
-            predicate = and_(first.expression <= value, predicate)
+        if keys[0].descending != forward:
+            predicate = and_(first >= value, predicate)
+        elif not keys[0].nullable:
+            predicate = and_(first <= value, predicate)
     return predicate
+
+
+class _DeclarationOrder(FunctionElement[Any]):
+    """A native enum key or boundary value, compared in the enum's declaration order.
+
+    ``ORDER BY`` sorts a native enum in declaration order on PostgreSQL and
+    MariaDB/MySQL, but MariaDB/MySQL compare an ``ENUM`` with a string as text: there the
+    comparison goes through ``FIELD(x, 'first', 'second', ...)``, the declaration index,
+    so the keyset condition agrees with the order. Elsewhere it is *x* itself.
+    """
+
+    name = "declaration_order"
+    inherit_cache = True
+
+
+@compiles(_DeclarationOrder)
+def _declaration_order(element: _DeclarationOrder, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(next(iter(element.clauses)), **kw)
+
+
+@compiles(_DeclarationOrder, "mysql")
+@compiles(_DeclarationOrder, "mariadb")
+def _declaration_order_mysql(element: _DeclarationOrder, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"FIELD({compiler.process(element.clauses, **kw)})"
+
+
+def _in_sort_order(expression: ColumnElement[Any]) -> ColumnElement[Any]:
+    """*expression* as ``<``, ``>`` and ``=`` must compare it to follow ``ORDER BY``."""
+    inner = unwrap(expression.type)
+    if not isinstance(inner, sqltypes.Enum) or not inner.native_enum or not inner.enums:
+        return expression
+    names = [literal(name, sqltypes.String()) for name in inner.enums]
+    return _DeclarationOrder(expression, *names)

@@ -11,7 +11,13 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
 from sqla_repo._sql import resolve
-from sqla_repo._whitelist import ALIASES, OPERATORS, filter_whitelist, sort_whitelist
+from sqla_repo._whitelist import (
+    ALIASES,
+    OPERATORS,
+    filter_whitelist,
+    sort_whitelist,
+    unorderable,
+)
 from sqla_repo.exceptions import ConfigurationError, InvalidFilterError
 from sqla_repo.filters import MAX_CONDITIONS, SortKey, _echo, compile_filters, compile_order_by
 from sqla_repo.pagination import (
@@ -221,6 +227,15 @@ class _QueryParser:
         self.allowed_sorts = tuple(self.sort_whitelist.fields)
         for field_name in {*self.allowed_filters, *self.allowed_sorts}:
             resolve(self.model, field_name)  # a misspelt whitelist fails now, not per request
+        for field_name in self.allowed_sorts:
+            target = resolve(self.model, field_name)
+            if target.path or unorderable(target.expression.type):
+                # Refused by every request otherwise, as a 500 any client can provoke.
+                msg = (
+                    f"{factory}({name}): {name}.sortable_fields names {field_name!r}, which "
+                    "cannot be sorted on (a relationship path or a JSON column)."
+                )
+                raise ConfigurationError(msg, model=self.model)
         self.reserved = frozenset(reserved)
         # Public name -> whitelisted name, per channel; an aliased name is public no more.
         self._check_aliases(aliases or {}, factory)
