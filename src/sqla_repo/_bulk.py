@@ -7,16 +7,23 @@ batches and maps the returned rows back to the caller's input order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import ColumnElement, delete, func, insert, select, tuple_, update
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.orm import lazyload
+from sqlalchemy.orm import lazyload, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from sqla_repo import _joined
 from sqla_repo._hooks import INCLUDE_DELETED
-from sqla_repo._statements import ModelInfo, bulk_update_statement, guard_criteria
+from sqla_repo._references import check_rows, tenant_references
+from sqla_repo._statements import (
+    ModelInfo,
+    bulk_update_statement,
+    guard_criteria,
+    update_values,
+)
 from sqla_repo._upsert import binds_after_values, update_keys, upsert_statement
 from sqla_repo.context import tenant_scope
 from sqla_repo.exceptions import ConflictError, RepositoryError
@@ -25,21 +32,28 @@ from sqla_repo.types import utcnow
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
     from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.orm import Session
 
 __all__ = [
     "bulk_update",
     "connected_dialect",
+    "delete_one",
     "delete_where",
     "drop_defaulted_none",
     "get_or_insert",
+    "guarded",
     "insert_many",
+    "insert_one",
     "insert_returning",
     "row_dicts",
+    "update_one",
     "update_returning",
     "update_where",
     "upsert",
     "utcnow",
 ]
+
+T = TypeVar("T")
 
 
 async def connected_dialect(session: AsyncSession, info: ModelInfo) -> Dialect:
@@ -569,3 +583,121 @@ async def upsert(
         # The conflicting row exists but is soft-deleted or another tenant's.
         raise ConflictError(model=info.model, detail={"fields": list(conflict_on)})
     return [found[w] for w in wanted]
+
+
+_INSERT_ONE: dict[type[Any], tuple[Any, Any, tuple[str, ...]]] = {}
+"""Per class: ``INSERT … RETURNING`` the entity, the same returning its columns, their keys."""
+
+
+def guarded(
+    session: Session,
+    info: ModelInfo,
+    savepoint: str | None,
+    work: Callable[..., T],
+    *args: Any,
+    **kwargs: Any,
+) -> T:
+    """Run ``work(session, *args, **kwargs)``, inside ``SAVEPOINT savepoint`` if named.
+
+    The SAVEPOINT is plain SQL on the session's connection, unknown to the ``Session``:
+    only statements may run inside it, never a unit-of-work flush (a ``ROLLBACK TO``
+    would undo rows the ``Session`` believes written). A failed statement changes no
+    ORM state, so rolling back to the SAVEPOINT restores everything. Meant to run in
+    one ``run_sync()`` call: the whole write then costs one greenlet switch.
+    """
+    if savepoint is None:
+        return work(session, *args, **kwargs)
+    conn = session.connection(bind_arguments={"mapper": info.mapper})
+    conn.exec_driver_sql(f"SAVEPOINT {savepoint}")
+    try:
+        out = work(session, *args, **kwargs)
+    except BaseException:
+        # A lost connection took the transaction with it: its error is the one to see.
+        # On cancellation the ROLLBACK TO may fail too: its error then propagates and
+        # the driver discards the connection.
+        if not conn.invalidated:
+            conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {savepoint}")
+        raise
+    conn.exec_driver_sql(f"RELEASE SAVEPOINT {savepoint}")
+    return out
+
+
+def insert_one(session: Session, info: ModelInfo, row: Mapping[str, Any], obj: Any = None) -> Any:
+    """Insert one row with an ORM ``INSERT … RETURNING``; return the persistent object.
+
+    Foreign keys into tenant tables are checked first (the ``before_flush`` check does
+    not run for statements). Column defaults, the version's first value and the hooks'
+    checks apply as for a flush. Given *obj*, a transient instance carrying *row*, the
+    returned column values are set on it and it is added to the session as the
+    persistent object of the row; otherwise the object built from the returned row is.
+    """
+    if tenant_references(info.mapper):
+        check_rows(session, info.mapper, [row])
+    statements = _INSERT_ONE.get(info.model)
+    if statements is None:
+        keys = tuple(sorted(info.column_keys))
+        statements = (
+            insert(info.model).returning(info.model),
+            insert(info.model).returning(*(getattr(info.model, k) for k in keys)),
+            keys,
+        )
+        _INSERT_ONE[info.model] = statements
+    entity_stmt, columns_stmt, keys = statements
+    if obj is None:
+        return session.execute(entity_stmt, dict(row)).scalars().unique().one()
+    returned = session.execute(columns_stmt, dict(row)).one()
+    for key, value in zip(keys, returned, strict=True):
+        set_committed_value(obj, key, value)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
+
+
+def delete_one(
+    session: Session,
+    info: ModelInfo,
+    criterion: ColumnElement[bool],
+    include_deleted: bool,  # noqa: FBT001
+) -> int:
+    """Run one ``DELETE`` of a single-table class's row; return the number deleted."""
+    stmt = (
+        delete(info.model)
+        .where(criterion, *guard_criteria(info, include_deleted=include_deleted))
+        .execution_options(**{INCLUDE_DELETED: include_deleted})
+    )
+    return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
+def update_one(
+    session: Session,
+    info: ModelInfo,
+    criterion: ColumnElement[bool],
+    values: Mapping[str, Any],
+    identity: ColumnElement[bool] | None,
+    *,
+    update_returning: bool,
+    include_deleted: bool = False,
+) -> Any:
+    """[`update_returning()`][sqla_repo._bulk.update_returning] for a single-table class.
+
+    Foreign keys into tenant tables in *values* are checked first.
+    """
+    if tenant_references(info.mapper):
+        check_rows(session, info.mapper, [values])
+    stmt = (
+        update(info.model)
+        .where(criterion, *guard_criteria(info, include_deleted=include_deleted))
+        .values(update_values(info, values))
+        .execution_options(synchronize_session=False, **{INCLUDE_DELETED: include_deleted})
+    )
+    if update_returning:
+        stmt = stmt.returning(info.model).execution_options(populate_existing=True)
+        return session.execute(stmt).scalars().unique().one_or_none()
+    if not session.execute(stmt).rowcount:  # type: ignore[attr-defined]
+        return None
+    reread = (
+        select(info.model)
+        .where(criterion if identity is None else identity)
+        .execution_options(populate_existing=True, **{INCLUDE_DELETED: True})
+    )
+    return session.scalars(reread).unique().one_or_none()

@@ -159,13 +159,28 @@ def _to_str(value: object, inner: sqltypes.TypeEngine[Any]) -> str:
     return value
 
 
-def _charsets(type_: sqltypes.TypeEngine[Any]) -> set[str]:
+_CHARSETS: dict[Any, frozenset[str]] = {}
+"""``_charsets()`` per type object (by identity): every written string asks, the answer
+never changes. Bounded: types made on the fly are not all kept alive."""
+_CHARSETS_KEPT = 4096
+
+
+def _charsets(type_: sqltypes.TypeEngine[Any]) -> frozenset[str]:
     """The MySQL/MariaDB character sets *type_* declares, by charset or collation name.
 
     Read from the type itself and from its ``with_variant()`` types for MySQL/MariaDB.
     A charset set on the table or the database is not visible here; the server's
     "illegal mix of collations" error is translated for those.
     """
+    found = _CHARSETS.get(type_)
+    if found is None:
+        found = frozenset(_find_charsets(type_))
+        if len(_CHARSETS) < _CHARSETS_KEPT:
+            _CHARSETS[type_] = found
+    return found
+
+
+def _find_charsets(type_: sqltypes.TypeEngine[Any]) -> set[str]:
     found: set[str] = set()
     candidates = [type_, unwrap(type_)]
     for candidate in list(candidates):
@@ -464,6 +479,26 @@ def check_value(value: object, type_: sqltypes.TypeEngine[Any]) -> None:
     checker = _WRITE_CHECKS.get(target)
     if checker is not None:
         checker(value, type_, inner)
+
+
+def value_checker(type_: sqltypes.TypeEngine[Any]) -> Callable[[object], None] | None:
+    """Return [`check_value`][sqla_repo._coerce.check_value] bound to *type_*, or ``None``.
+
+    ``None`` when values of the type are left to the column type and the driver. For
+    checking many values of one column: the type is examined once, not per value.
+    """
+    inner = unwrap(type_)
+    if isinstance(inner, sqltypes.JSON):
+        return lambda value: _check_json(value, 0)
+    target = python_type(type_)
+    if target is UNSUPPORTED:
+        return None
+    if isinstance(inner, sqltypes.Enum):
+        return lambda value: check_value(value, type_)
+    checker = _WRITE_CHECKS.get(target)
+    if checker is None:
+        return None
+    return lambda value: checker(value, type_, inner)
 
 
 def check_values(

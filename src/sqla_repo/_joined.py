@@ -287,7 +287,7 @@ async def reload(session: AsyncSession, info: ModelInfo, keys: Sequence[Key]) ->
             .where(_key_in(info.pk_attrs, chunk))
             .execution_options(populate_existing=True, **{INCLUDE_DELETED: True})
         )
-        out.extend((await session.scalars(stmt)).all())
+        out.extend((await session.scalars(stmt)).unique().all())
     return out
 
 
@@ -384,7 +384,7 @@ async def delete_keys(
                 .execution_options(**{INCLUDE_DELETED: include_deleted})
             )
             await session.execute(stmt, bind_arguments=bind)
-    identity_map = session.sync_session.identity_map
+    identity_map = session.identity_map
     for ident in keys:
         obj = identity_map.get(info.mapper.identity_key_from_primary_key(ident))
         if obj is not None:

@@ -9,25 +9,34 @@ batches and maps the returned rows back to the caller's input order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import ColumnElement, delete, func, insert, select, tuple_, update
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
+from sqlalchemy.orm import lazyload, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from sqla_repo import _sync_joined
 from sqla_repo._hooks import INCLUDE_DELETED
-from sqla_repo._statements import ModelInfo, bulk_update_statement, guard_criteria
+from sqla_repo._references import check_rows, tenant_references
+from sqla_repo._statements import (
+    ModelInfo,
+    bulk_update_statement,
+    guard_criteria,
+    update_values,
+)
 from sqla_repo._upsert import binds_after_values, update_keys, upsert_statement
 from sqla_repo.context import tenant_scope
 from sqla_repo.exceptions import ConflictError, RepositoryError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
+    from sqlalchemy.orm import Session
 
 __all__ = []
+
+T = TypeVar("T")
 
 
 def connected_dialect(session: Session, info: ModelInfo) -> Dialect:
@@ -561,14 +570,50 @@ _INSERT_ONE: dict[type[Any], tuple[Any, Any, tuple[str, ...]]] = {}
 """Per class: ``INSERT … RETURNING`` the entity, the same returning its columns, their keys."""
 
 
+def guarded(
+    session: Session,
+    info: ModelInfo,
+    savepoint: str | None,
+    work: Callable[..., T],
+    *args: Any,
+    **kwargs: Any,
+) -> T:
+    """Run ``work(session, *args, **kwargs)``, inside ``SAVEPOINT savepoint`` if named.
+
+    The SAVEPOINT is plain SQL on the session's connection, unknown to the ``Session``:
+    only statements may run inside it, never a unit-of-work flush (a ``ROLLBACK TO``
+    would undo rows the ``Session`` believes written). A failed statement changes no
+    ORM state, so rolling back to the SAVEPOINT restores everything. Meant to run in
+    one ``run_sync()`` call: the whole write then costs one greenlet switch.
+    """
+    if savepoint is None:
+        return work(session, *args, **kwargs)
+    conn = session.connection(bind_arguments={"mapper": info.mapper})
+    conn.exec_driver_sql(f"SAVEPOINT {savepoint}")
+    try:
+        out = work(session, *args, **kwargs)
+    except BaseException:
+        # A lost connection took the transaction with it: its error is the one to see.
+        # On cancellation the ROLLBACK TO may fail too: its error then propagates and
+        # the driver discards the connection.
+        if not conn.invalidated:
+            conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {savepoint}")
+        raise
+    conn.exec_driver_sql(f"RELEASE SAVEPOINT {savepoint}")
+    return out
+
+
 def insert_one(session: Session, info: ModelInfo, row: Mapping[str, Any], obj: Any = None) -> Any:
     """Insert one row with an ORM ``INSERT … RETURNING``; return the persistent object.
 
-    Column defaults, the version's first value and the hooks' checks apply as for a
-    flush. Given *obj*, a transient instance carrying *row*, the returned column values
-    are set on it and it is added to the session as the persistent object of the row;
-    otherwise the object built from the returned row is.
+    Foreign keys into tenant tables are checked first (the ``before_flush`` check does
+    not run for statements). Column defaults, the version's first value and the hooks'
+    checks apply as for a flush. Given *obj*, a transient instance carrying *row*, the
+    returned column values are set on it and it is added to the session as the
+    persistent object of the row; otherwise the object built from the returned row is.
     """
+    if tenant_references(info.mapper):
+        check_rows(session, info.mapper, [row])
     statements = _INSERT_ONE.get(info.model)
     if statements is None:
         keys = tuple(sorted(info.column_keys))
@@ -580,10 +625,60 @@ def insert_one(session: Session, info: ModelInfo, row: Mapping[str, Any], obj: A
         _INSERT_ONE[info.model] = statements
     entity_stmt, columns_stmt, keys = statements
     if obj is None:
-        return (session.execute(entity_stmt, dict(row))).scalars().unique().one()
-    returned = (session.execute(columns_stmt, dict(row))).one()
+        return session.execute(entity_stmt, dict(row)).scalars().unique().one()
+    returned = session.execute(columns_stmt, dict(row)).one()
     for key, value in zip(keys, returned, strict=True):
         set_committed_value(obj, key, value)
     make_transient_to_detached(obj)
     session.add(obj)
     return obj
+
+
+def delete_one(
+    session: Session,
+    info: ModelInfo,
+    criterion: ColumnElement[bool],
+    include_deleted: bool,  # noqa: FBT001
+) -> int:
+    """Run one ``DELETE`` of a single-table class's row; return the number deleted."""
+    stmt = (
+        delete(info.model)
+        .where(criterion, *guard_criteria(info, include_deleted=include_deleted))
+        .execution_options(**{INCLUDE_DELETED: include_deleted})
+    )
+    return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
+def update_one(
+    session: Session,
+    info: ModelInfo,
+    criterion: ColumnElement[bool],
+    values: Mapping[str, Any],
+    identity: ColumnElement[bool] | None,
+    *,
+    update_returning: bool,
+    include_deleted: bool = False,
+) -> Any:
+    """[`update_returning()`][sqla_repo._sync_bulk.update_returning] for a single-table class.
+
+    Foreign keys into tenant tables in *values* are checked first.
+    """
+    if tenant_references(info.mapper):
+        check_rows(session, info.mapper, [values])
+    stmt = (
+        update(info.model)
+        .where(criterion, *guard_criteria(info, include_deleted=include_deleted))
+        .values(update_values(info, values))
+        .execution_options(synchronize_session=False, **{INCLUDE_DELETED: include_deleted})
+    )
+    if update_returning:
+        stmt = stmt.returning(info.model).execution_options(populate_existing=True)
+        return session.execute(stmt).scalars().unique().one_or_none()
+    if not session.execute(stmt).rowcount:  # type: ignore[attr-defined]
+        return None
+    reread = (
+        select(info.model)
+        .where(criterion if identity is None else identity)
+        .execution_options(populate_existing=True, **{INCLUDE_DELETED: True})
+    )
+    return session.scalars(reread).unique().one_or_none()

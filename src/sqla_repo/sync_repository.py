@@ -24,7 +24,7 @@ leaves the caller's session usable. Every read honours soft delete and tenant sc
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar, get_args, get_origin
@@ -78,6 +78,7 @@ __all__ = []
 
 ModelT = TypeVar("ModelT")
 """The mapped class a repository manages."""
+T = TypeVar("T")
 OtherModelT = TypeVar("OtherModelT")
 
 _FOR_MODEL: dict[tuple[type[Any], type[Any]], type[Any]] = {}
@@ -152,6 +153,7 @@ class SyncBaseRepository(Generic[ModelT]):
         self._dialect_name: str | None = None
         self._savepoints: bool | None = None
         self._insert_returning: bool | None = None
+        self._can_update_returning: bool | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -227,7 +229,10 @@ class SyncBaseRepository(Generic[ModelT]):
                 self.session.refresh(obj)
 
     def _update_returning(self) -> bool:
-        return bool((_sync_bulk.connected_dialect(self.session, self._info)).update_returning)
+        if self._can_update_returning is None:
+            dialect = _sync_bulk.connected_dialect(self.session, self._info)
+            self._can_update_returning = bool(dialect.update_returning)
+        return self._can_update_returning
 
     @property
     def dialect_name(self) -> str:
@@ -454,13 +459,48 @@ class SyncBaseRepository(Generic[ModelT]):
                 try:
                     yield
                 except BaseException:
-                    # On cancellation this may fail too: its error then propagates and
-                    # the driver discards the connection.
-                    conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
+                    # A lost connection took the transaction with it: its error is the
+                    # one to see. On cancellation the ROLLBACK TO may fail too: its
+                    # error then propagates and the driver discards the connection.
+                    if not conn.invalidated:
+                        conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
                     raise
                 conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
             finally:
                 _SAVEPOINT_DEPTH.reset(token)
+
+    def _run_statement(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run the sync ``work(session, *args, **kwargs)``: a write made of statements only.
+
+        The whole write (SAVEPOINT, statements, result handling) runs in one
+        ``run_sync()`` call, which costs one greenlet switch instead of one per
+        statement. The SAVEPOINT rules are ``_guard()``'s: a plain one on PostgreSQL,
+        none on SQLite and MySQL/MariaDB, pending changes flushed first.
+        """
+        protect = self._protect()
+        with use_primary(), translate_errors(self.model):
+            if protect:
+                self._flush_pending()
+            if not (protect and self._aborts_on_error()):
+                out: T = _sync_io.run_sync(
+                    self.session, _sync_bulk.guarded, self._info, None, work, *args, **kwargs
+                )
+                return out
+            depth = _SAVEPOINT_DEPTH.get() + 1
+            token = _SAVEPOINT_DEPTH.set(depth)
+            try:
+                out = _sync_io.run_sync(
+                    self.session,
+                    _sync_bulk.guarded,
+                    self._info,
+                    f"sqla_repo_sp{depth}",
+                    work,
+                    *args,
+                    **kwargs,
+                )
+            finally:
+                _SAVEPOINT_DEPTH.reset(token)
+            return out
 
     def _flush_pending(self) -> None:
         session = self.session
@@ -973,7 +1013,10 @@ class SyncBaseRepository(Generic[ModelT]):
         Where the dialect has ``INSERT … RETURNING`` and the row is one plain row (a
         mapping or a new instance without relationship values, of a class mapped to one
         table without a polymorphic identity), it is written by one ORM
-        ``INSERT … RETURNING`` instead of a flush: no SAVEPOINT on SQLite and
+        ``INSERT … RETURNING`` instead of a flush (not when ``before_insert`` or
+        ``after_insert`` mapper events are listened to; a mapping still goes through the
+        model's constructor and ``@validates`` methods when it has them, and the values
+        are checked again after them): no SAVEPOINT on SQLite and
         MySQL/MariaDB (a failed statement is rolled back alone), a plain one on
         PostgreSQL. A given instance becomes the persistent object, so
         ``create(obj) is obj`` holds on both paths.
@@ -982,7 +1025,7 @@ class SyncBaseRepository(Generic[ModelT]):
             ConflictError: An integrity constraint refused the row (the subclass names
                 which kind); the session stays usable.
             InvalidValueError: A value its column cannot hold exactly on every backend
-                (see [`check_value`][sqla_repo._coerce.check_value]).
+                (a backend would round, truncate, reinterpret or refuse it).
             RepositoryError: The mapping names an attribute the model does not have.
         """
         self._check_new(obj_or_mapping)
@@ -995,13 +1038,17 @@ class SyncBaseRepository(Generic[ModelT]):
         )
         info.check_values(values)
         if self._insert_statement_fits(obj_or_mapping, values, is_mapping=is_mapping):
+            if is_mapping and not info.plain_init:
+                # The model's own constructor or validators run, as on the flush path.
+                obj_or_mapping = self.model(**values)
+                values = info.instance_values(obj_or_mapping)
+                info.check_values(values)
+                is_mapping = False
             row = _sync_bulk.drop_defaulted_none(info, [values])[0]
             self._check_tenant_value(row, insert=True)
-            with self._guard():
-                self._check_references([row])
-                obj = _sync_bulk.insert_one(
-                    self.session, info, row, None if is_mapping else obj_or_mapping
-                )
+            obj = self._run_statement(
+                _sync_bulk.insert_one, info, row, None if is_mapping else obj_or_mapping
+            )
             self._ready([obj], options)
             return obj  # type: ignore[no-any-return]
         with self.atomic(flush=True):
@@ -1024,6 +1071,9 @@ class SyncBaseRepository(Generic[ModelT]):
         info = self._info
         if not info.insert_statement_ok:
             return False
+        dispatch = info.mapper.dispatch
+        if dispatch.before_insert or dispatch.after_insert:
+            return False  # the application listens to the unit of work's INSERTs
         if is_mapping:
             if not info.relationship_keys.isdisjoint(values):
                 return False
@@ -1196,15 +1246,26 @@ class SyncBaseRepository(Generic[ModelT]):
             identity = pk_criterion(
                 info, tuple(merged.get(k, v) for k, v in zip(info.pk_keys, old, strict=True))
             )
-        with self._guard():
-            self._check_references([merged])
-            obj = _sync_bulk.update_returning(
-                self.session,
+        if info.joined:
+            with self._guard():
+                self._check_references([merged])
+                obj = _sync_bulk.update_returning(
+                    self.session,
+                    info,
+                    pk_criterion(info, obj_or_id),
+                    update_values(info, merged),
+                    update_returning=self._update_returning(),
+                    identity=identity,
+                )
+        else:
+            update_returning = self._update_returning()
+            obj = self._run_statement(
+                _sync_bulk.update_one,
                 info,
                 pk_criterion(info, obj_or_id),
-                update_values(info, merged),
-                update_returning=self._update_returning(),
-                identity=identity,
+                merged,
+                identity,
+                update_returning=update_returning,
             )
         if obj is None:
             raise self._not_found(obj_or_id)
@@ -1389,9 +1450,15 @@ class SyncBaseRepository(Generic[ModelT]):
                 self.session.delete(obj_or_id)
                 self.session.flush()
             return
-        with self._guard():
-            count = _sync_bulk.delete_where(
-                self.session, self._info, (pk_criterion(self._info, obj_or_id),), include_deleted
+        info = self._info
+        if len(info.delete_tables) > 1:
+            with self._guard():
+                count = _sync_bulk.delete_where(
+                    self.session, info, (pk_criterion(info, obj_or_id),), include_deleted
+                )
+        else:
+            count = self._run_statement(
+                _sync_bulk.delete_one, info, pk_criterion(info, obj_or_id), include_deleted
             )
         if count == 0:
             raise self._not_found(obj_or_id)

@@ -56,6 +56,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import backends
+from recorder import StatementLog
 from sqla_repo import (
     InvalidFilterError,
     InvalidValueError,
@@ -431,9 +432,9 @@ WRITE_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "at": st.one_of(st.datetimes(timezones=ZONES), EDGE_DATETIMES),
     "naive": st.one_of(st.datetimes(timezones=ZONES), EDGE_DATETIMES),
     "uid": st.one_of(st.uuids(), st.builds(lambda n: uuid.UUID(int=n), st.integers(0, 2**128 - 1))),
-    # Strings naming no member are stored by SQLite and break every later read of the row:
-    # test_values_a_backend_would_change_are_refused covers them until writes are checked.
-    "color": st.sampled_from([*Color, *(c.name for c in Color)]),
+    # Names and strings naming no member: SQLite would store them (and every later read of
+    # the row would fail); writes refuse them with InvalidValueError.
+    "color": st.sampled_from([*Color, *(c.name for c in Color), "red", "purple", "Red", ""]),
     "data": JSON_VALUES,
 }
 """Values of each column's Python type (or near it), hostile within the type."""
@@ -639,34 +640,48 @@ async def test_writes_store_or_refuse(fuzz, data):
 
 
 SILENTLY_CHANGED = {
-    "fraction-in-numeric-p": ({"n5": Decimal("1.5")}, {"postgresql", "mariadb", "sqlite"}),
-    "extra-decimal-place": ({"n52": Decimal("1.005")}, {"postgresql", "mariadb", "sqlite"}),
-    "nan-in-a-double": ({"dbl": math.nan}, {"sqlite", "postgresql"}),
-    "enum-value-for-name": ({"color": "red"}, {"sqlite", "mariadb"}),
-    "not-a-member": ({"color": "purple"}, {"sqlite"}),
-    "aware-datetime-in-naive-column": (
-        {"naive": dt.datetime(2024, 5, 1, 7, tzinfo=dt.timezone(dt.timedelta(hours=2)))},
-        {"sqlite", "mariadb"},
-    ),
-    "numeric-overflow": ({"n5": Decimal(123456)}, {"sqlite"}),
-    "smallint-overflow": ({"si": 2**15}, {"sqlite"}),
-    "too-long": ({"s4": "x" * 51}, {"sqlite"}),
-    "nan-in-json": ({"data": [math.nan]}, {"sqlite", "mariadb"}),
+    "fraction-in-numeric-p": {"n5": Decimal("1.5")},
+    "extra-decimal-place": {"n52": Decimal("1.005")},
+    "nan-in-a-double": {"dbl": math.nan},
+    "enum-value-for-name": {"color": "red"},
+    "not-a-member": {"color": "purple"},
+    "aware-datetime-in-naive-column": {
+        "naive": dt.datetime(2024, 5, 1, 7, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    },
+    "numeric-overflow": {"n5": Decimal(123456)},
+    "smallint-overflow": {"si": 2**15},
+    "too-long": {"s4": "x" * 51},
+    "nan-in-json": {"data": [math.nan]},
 }
-"""Written values some backend stores changed (rounded, NULL, reinterpreted, offset dropped)
-or stores where another refuses them, and the backends where a write of them is not
-refused with ``InvalidValueError`` today (MariaDB reports NaN in JSON as a failed CHECK).
-``check_values()`` in ``sqla_repo._coerce`` refuses all of them; the write paths do not
-call it yet, so the test below is a strict expected failure on exactly these backends."""
+"""Written values some backend would store changed (rounded, NULL, reinterpreted, offset
+dropped) or store where another refuses them. Every write path checks values with
+``check_values()`` in ``sqla_repo._coerce`` first, so each is refused everywhere."""
+
+_WRITES: dict[str, Callable[[SampleRepository, dict[str, Any], Any], Any]] = {
+    "create": lambda repo, values, _t: repo.create(dict(values)),
+    "create-instance": lambda repo, values, _t: repo.create(Sample(**values)),
+    "update": lambda repo, values, t: repo.update(t.id, **values),
+    "update-instance": lambda repo, values, t: repo.update(t, **values),
+    "update_where": lambda repo, values, t: repo.update_where(Sample.id == t.id, values=values),
+    "bulk_create": lambda repo, values, _t: repo.bulk_create([{"i": 1}, dict(values)]),
+    "bulk_insert": lambda repo, values, _t: repo.bulk_insert([{"i": 1}, dict(values)]),
+    "bulk_update": lambda repo, values, t: repo.bulk_update([{"id": t.id, **values}]),
+    "upsert": lambda repo, values, t: repo.upsert({"id": t.id, **values}, conflict_on=["id"]),
+    "bulk_upsert": lambda repo, values, t: repo.bulk_upsert(
+        [{"id": t.id, **values}], conflict_on=["id"]
+    ),
+    "get_or_create": lambda repo, values, _t: repo.get_or_create(values, id=10**6),
+    "bulk_get_or_create": lambda repo, values, _t: repo.bulk_get_or_create(
+        [{"id": 10**6, **values}], conflict_on=["id"]
+    ),
+}
+"""Every write method, given the values to write and a stored row."""
 
 
 @pytest.mark.parametrize("case", sorted(SILENTLY_CHANGED))
-async def test_values_a_backend_would_change_are_refused(fuzz, backend, request, case):
+async def test_values_a_backend_would_change_are_refused(fuzz, case):
     """A written value is stored exactly or refused with InvalidValueError, everywhere."""
-    values, changed_on = SILENTLY_CHANGED[case]
-    if backend.name in changed_on:
-        reason = "write paths do not call sqla_repo._coerce.check_values() yet"
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+    values = SILENTLY_CHANGED[case]
     with pytest.raises(InvalidValueError):
         check_values(Sample.__table__.c, values, model=Sample)
     async with fuzz() as session, session.begin():
@@ -674,6 +689,37 @@ async def test_values_a_backend_would_change_are_refused(fuzz, backend, request,
         with pytest.raises(InvalidValueError) as caught:
             await repo.create(dict(values))
         check_safe(caught.value)
+        assert await repo.count() == len(SEED)
+
+
+@pytest.mark.parametrize("path", sorted(_WRITES))
+@pytest.mark.parametrize("case", ["not-a-member", "fraction-in-numeric-p", "nan-in-a-double"])
+async def test_every_write_path_checks_values(fuzz, path, case):
+    """Every write method refuses such a value before sending anything; nothing changes."""
+    values = SILENTLY_CHANGED[case]
+    async with fuzz() as session, session.begin():
+        repo = SampleRepository(session)
+        target = (await repo.list(limit=1, order_by=Sample.id))[0]
+        before = {k: getattr(target, k) for k in values}
+        with StatementLog(session) as log, pytest.raises(InvalidValueError) as caught:
+            await _WRITES[path](repo, values, target)
+        assert log.dml == [], log.statements
+        check_safe(caught.value)
+        assert caught.value.detail["field"] == next(iter(values))
+        assert await repo.count() == len(SEED)
+        await session.refresh(target)
+        assert {k: getattr(target, k) for k in values} == before
+
+
+async def test_flushed_instance_values_are_checked(fuzz):
+    """An instance the caller added to the session is checked before create() flushes it."""
+    async with fuzz() as session, session.begin():
+        repo = SampleRepository(session)
+        obj = Sample(color="purple")
+        session.add(obj)
+        with pytest.raises(InvalidValueError):
+            await repo.create(obj)
+        session.expunge(obj)
         assert await repo.count() == len(SEED)
 
 
@@ -840,16 +886,13 @@ async def test_unicode_beyond_the_bmp_in_utf8mb4(fuzz):
 
 
 async def test_ncs_uuid_write(fuzz, backend: backends.Backend):
-    """A UUID MariaDB cannot hold is refused on write there; stored elsewhere."""
+    """A UUID MariaDB cannot hold is refused on write everywhere (one domain for all)."""
     ncs = uuid.UUID("e8d207f5-9472-bfdc-08c8-0123456789ab")
     async with fuzz() as session, session.begin():
         repo = SampleRepository(session)
-        if backend.name == "mariadb":
-            with pytest.raises(InvalidValueError):
-                await repo.create({"uid": ncs})
-        else:
-            assert (await repo.create({"uid": ncs})).uid == ncs
-        assert await repo.count() == len(SEED) + (backend.name != "mariadb")
+        with pytest.raises(InvalidValueError):
+            await repo.create({"uid": ncs})
+        assert await repo.count() == len(SEED)
 
 
 @pytest.mark.parametrize(
@@ -885,12 +928,12 @@ async def test_naive_datetime_in_a_body_is_a_422(fuzz):
 
 
 async def test_non_finite_floats_on_write(fuzz, backend: backends.Backend):
-    """NaN and infinity: refused where the backend has no such value."""
+    """NaN and infinity: refused on write everywhere.
+
+    MariaDB has neither; SQLite stores NaN as NULL.
+    """
     async with fuzz() as session, session.begin():
         repo = SampleRepository(session)
-        for value in (math.nan, math.inf):
-            if backend.name == "mariadb":
-                with pytest.raises(InvalidValueError):
-                    await repo.create({"dbl": value})
-            else:
+        for value in (math.nan, math.inf, -math.inf):
+            with pytest.raises(InvalidValueError):
                 await repo.create({"dbl": value})
