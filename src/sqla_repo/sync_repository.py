@@ -34,7 +34,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper, QueryableAttribute, Session, lazyload, selectinload
 
-from sqla_repo import _sync_bulk, _sync_io, _sync_paging
+from sqla_repo import _hooks, _sync_bulk, _sync_io, _sync_paging, rls
 from sqla_repo._hooks import INCLUDE_DELETED
 from sqla_repo._references import check_rows, tenant_references
 from sqla_repo._statements import (
@@ -98,6 +98,25 @@ _SAVEPOINT_DEPTH: ContextVar[int] = ContextVar("sqla_repo_savepoint_depth", defa
 def _is_int(value: object) -> bool:
     """Whether *value* is a real ``int`` (``True`` is not a page size)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+_OWN_FLUSH_LISTENERS: Final = frozenset({_hooks._on_before_flush, rls._before_flush})  # noqa: SLF001
+"""The library's own flush listeners: the INSERT statement path does their work itself."""
+
+
+def _foreign_flush_listeners(session: Any) -> bool:
+    """Whether flush listeners other than the library's own watch *session*."""
+    sync_session = getattr(session, "sync_session", session)
+    dispatch = sync_session.dispatch
+    return any(
+        listener not in _OWN_FLUSH_LISTENERS
+        for listeners in (
+            dispatch.before_flush,
+            dispatch.after_flush,
+            dispatch.after_flush_postexec,
+        )
+        for listener in listeners
+    )
 
 
 def _is_mapped(value: object) -> bool:
@@ -1072,8 +1091,12 @@ class SyncBaseRepository(Generic[ModelT]):
         if not info.insert_statement_ok:
             return False
         dispatch = info.mapper.dispatch
-        if dispatch.before_insert or dispatch.after_insert:
-            return False  # the application listens to the unit of work's INSERTs
+        if (
+            dispatch.before_insert
+            or dispatch.after_insert
+            or _foreign_flush_listeners(self.session)
+        ):
+            return False  # the application listens to the unit of work: let it see this row
         if is_mapping:
             if not info.relationship_keys.isdisjoint(values):
                 return False

@@ -322,3 +322,18 @@ async def test_insert_events_keep_the_unit_of_work(engine, backend):
         event.remove(Shout, "before_insert", _listener)
         async with engine.begin() as conn:
             await conn.run_sync(_OwnBase.metadata.drop_all)
+
+
+async def test_an_applications_flush_listener_sees_created_rows(session):
+    """A session-level flush listener of the application: create() flushes, so it runs."""
+    seen: list[object] = []
+
+    def _listener(flushing, _context, _instances):  # type: ignore[no-untyped-def]
+        seen.extend(obj for obj in flushing.new if isinstance(obj, Post))
+
+    event.listen(session.sync_session, "before_flush", _listener)
+    try:
+        post = await PostRepository(session).create({"title": "seen"})
+    finally:
+        event.remove(session.sync_session, "before_flush", _listener)
+    assert seen == [post]
