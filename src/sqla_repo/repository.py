@@ -1379,25 +1379,14 @@ class BaseRepository(Generic[ModelT]):
         See [`upsert()`][sqla_repo.repository.BaseRepository.upsert]. Two rows with the
         same *conflict_on* values are refused before anything runs.
         """
-        values = _bulk.row_dicts(self._info, rows)
-        if not values:
-            return []
-        self._info.check_rows(values)
-        for row in values:
-            self._check_tenant_value(row, insert=True)
-        async with self._guard(several=True):
-            await self._check_references(values)
-            objs = await _bulk.upsert(
-                self.session,
-                self._info,
-                values,
-                conflict_on=conflict_on,
-                update=update,
-                batch_size=batch_size,
-                dialect=self.dialect_name,
-            )
-        await self._ready(objs, options)
-        return objs
+        return await self._write_keyed(
+            rows,
+            _bulk.upsert,
+            options,
+            conflict_on=conflict_on,
+            update=update,
+            batch_size=batch_size,
+        )
 
     async def bulk_get_or_create(
         self,
@@ -1438,6 +1427,18 @@ class BaseRepository(Generic[ModelT]):
             RepositoryError: A key value is ``None``, a column is unknown, or the model
                 is a joined-table subclass.
         """
+        return await self._write_keyed(
+            rows, _bulk.get_or_insert, options, conflict_on=conflict_on, batch_size=batch_size
+        )
+
+    async def _write_keyed(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        write: Any,
+        options: Sequence[ExecutableOption],
+        **kwargs: Any,
+    ) -> builtins.list[ModelT]:
+        """Check *rows* as inserts, then run the keyed bulk *write* atomically."""
         values = _bulk.row_dicts(self._info, rows)
         if not values:
             return []
@@ -1446,13 +1447,8 @@ class BaseRepository(Generic[ModelT]):
             self._check_tenant_value(row, insert=True)
         async with self._guard(several=True):
             await self._check_references(values)
-            objs = await _bulk.get_or_insert(
-                self.session,
-                self._info,
-                values,
-                conflict_on=conflict_on,
-                batch_size=batch_size,
-                dialect=self.dialect_name,
+            objs: builtins.list[ModelT] = await write(
+                self.session, self._info, values, dialect=self.dialect_name, **kwargs
             )
         await self._ready(objs, options)
         return objs

@@ -1378,25 +1378,14 @@ class SyncBaseRepository(Generic[ModelT]):
         See [`upsert()`][sqla_repo.SyncBaseRepository.upsert]. Two rows with the
         same *conflict_on* values are refused before anything runs.
         """
-        values = _sync_bulk.row_dicts(self._info, rows)
-        if not values:
-            return []
-        self._info.check_rows(values)
-        for row in values:
-            self._check_tenant_value(row, insert=True)
-        with self._guard(several=True):
-            self._check_references(values)
-            objs = _sync_bulk.upsert(
-                self.session,
-                self._info,
-                values,
-                conflict_on=conflict_on,
-                update=update,
-                batch_size=batch_size,
-                dialect=self.dialect_name,
-            )
-        self._ready(objs, options)
-        return objs
+        return self._write_keyed(
+            rows,
+            _sync_bulk.upsert,
+            options,
+            conflict_on=conflict_on,
+            update=update,
+            batch_size=batch_size,
+        )
 
     def bulk_get_or_create(
         self,
@@ -1437,6 +1426,18 @@ class SyncBaseRepository(Generic[ModelT]):
             RepositoryError: A key value is ``None``, a column is unknown, or the model
                 is a joined-table subclass.
         """
+        return self._write_keyed(
+            rows, _sync_bulk.get_or_insert, options, conflict_on=conflict_on, batch_size=batch_size
+        )
+
+    def _write_keyed(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        write: Any,
+        options: Sequence[ExecutableOption],
+        **kwargs: Any,
+    ) -> builtins.list[ModelT]:
+        """Check *rows* as inserts, then run the keyed bulk *write* atomically."""
         values = _sync_bulk.row_dicts(self._info, rows)
         if not values:
             return []
@@ -1445,13 +1446,8 @@ class SyncBaseRepository(Generic[ModelT]):
             self._check_tenant_value(row, insert=True)
         with self._guard(several=True):
             self._check_references(values)
-            objs = _sync_bulk.get_or_insert(
-                self.session,
-                self._info,
-                values,
-                conflict_on=conflict_on,
-                batch_size=batch_size,
-                dialect=self.dialect_name,
+            objs: builtins.list[ModelT] = write(
+                self.session, self._info, values, dialect=self.dialect_name, **kwargs
             )
         self._ready(objs, options)
         return objs
