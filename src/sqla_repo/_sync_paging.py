@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Double, cast, select
+from sqlalchemy import inspect as sa_inspect
+
 from sqla_repo.exceptions import InvalidFilterError
 from sqla_repo.pagination import (
     CursorPage,
@@ -13,6 +16,7 @@ from sqla_repo.pagination import (
     cursor_spec,
     decode_cursor,
     encode_cursor,
+    is_single_precision,
     keyset_predicate,
     row_values,
 )
@@ -74,12 +78,12 @@ def keyset_page(
     else:
         has_next, has_previous = more, after is not None
     next_cursor = (
-        encode_cursor(row_values(items[-1], keys), spec=spec, scope=scope)
+        encode_cursor(_boundary(session, model, keys, items[-1]), spec=spec, scope=scope)
         if has_next and items
         else None
     )
     previous_cursor = (
-        encode_cursor(row_values(items[0], keys), spec=spec, scope=scope)
+        encode_cursor(_boundary(session, model, keys, items[0]), spec=spec, scope=scope)
         if has_previous and items
         else None
     )
@@ -90,3 +94,33 @@ def keyset_page(
         has_next=has_next,
         has_previous=has_previous,
     )
+
+
+def _boundary(
+    session: Session, model: type[Any], keys: Sequence[SortKey], obj: object
+) -> list[Any]:
+    """The sort-key values of *obj*, exact even for 4-byte floats on MariaDB/MySQL.
+
+    Their drivers read a ``FLOAT`` as text with six significant digits (``100000.5``
+    arrives as ``100001``), which would put the boundary between other rows. Those keys
+    are read again, widened to ``DOUBLE`` (exact for a single-precision value), with one
+    small query for the boundary row only.
+    """
+    values = row_values(obj, keys)
+    lossy = [i for i, key in enumerate(keys) if is_single_precision(key.expression.type)]
+    if not lossy:
+        return values
+    mapper = sa_inspect(model)
+    if session.get_bind(mapper=mapper).dialect.name not in {"mysql", "mariadb"}:
+        return values
+    identity = mapper.primary_key_from_instance(obj)
+    by_key = [column == value for column, value in zip(mapper.primary_key, identity, strict=True)]
+    stmt: Any = (
+        select(*(cast(keys[i].expression, Double()) for i in lossy))
+        .where(*by_key)
+        .execution_options(include_deleted=True)
+    )
+    exact = (session.execute(stmt)).one()
+    for index, value in zip(lossy, exact, strict=True):
+        values[index] = value
+    return values

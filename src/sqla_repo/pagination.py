@@ -383,7 +383,7 @@ def keyset_predicate(
     # Bound parameters even for True/False, which SQLAlchemy would otherwise inline as
     # constants that only = and != accept.
     bound = [
-        None if raw is None else _in_sort_order(literal(raw, key.expression.type))
+        None if raw is None else _boundary(key, raw)
         for key, raw in zip(keys, map(_coerce_key, keys, values), strict=True)
     ]
     if len(keys) == 1 and bound[0] is not None and not keys[0].nullable:
@@ -422,6 +422,50 @@ def _declaration_order(element: _DeclarationOrder, compiler: SQLCompiler, **kw: 
 @compiles(_DeclarationOrder, "mariadb")
 def _declaration_order_mysql(element: _DeclarationOrder, compiler: SQLCompiler, **kw: Any) -> str:
     return f"FIELD({compiler.process(element.clauses, **kw)})"
+
+
+class _Float32(FunctionElement[Any]):
+    """A boundary value compared with a 4-byte ``FLOAT`` column on MariaDB/MySQL.
+
+    The driver reads such a column as text (``0.1``), while the server compares the
+    column's single-precision value widened to double (``0.100000001…``) with the
+    parameter: the boundary row itself would count as past the boundary, and pages would
+    repeat forever. ``CAST(:value AS FLOAT)`` rounds the parameter the way the column was
+    rounded. Elsewhere the value is sent as it is (PostgreSQL returns ``real`` values
+    exactly; SQLite stores doubles).
+    """
+
+    name = "float32"
+    inherit_cache = True
+
+
+@compiles(_Float32)
+def _float32(element: _Float32, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(next(iter(element.clauses)), **kw)
+
+
+@compiles(_Float32, "mysql")
+@compiles(_Float32, "mariadb")
+def _float32_mysql(element: _Float32, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS FLOAT)"
+
+
+def is_single_precision(type_: Any) -> bool:
+    """Whether MariaDB/MySQL store *type_* as a 4-byte ``FLOAT``."""
+    inner = unwrap(type_)
+    return (
+        isinstance(inner, sqltypes.Float)
+        and not isinstance(inner, (sqltypes.Double, sqltypes.REAL))
+        and (inner.precision is None or inner.precision <= 24)  # noqa: PLR2004
+    )
+
+
+def _boundary(key: SortKey, raw: Any) -> ColumnElement[Any]:
+    """The bound boundary value of *key*, compared as ``ORDER BY`` orders the column."""
+    value: ColumnElement[Any] = literal(raw, key.expression.type)
+    if is_single_precision(key.expression.type):
+        value = _Float32(value)
+    return _in_sort_order(value)
 
 
 def _in_sort_order(expression: ColumnElement[Any]) -> ColumnElement[Any]:
