@@ -182,17 +182,21 @@ async def test_a_stopped_replica_falls_back_to_the_primary(
     maker = replica_sessionmaker(primary, [replica], retry_after=0.0)
     _cluster("stop")
     try:
-        with caplog.at_level(logging.WARNING, logger="sqla_repo.routing"):
-            async with maker() as session, session.begin():
-                assert (await session.execute(IN_RECOVERY)).scalar() is False
-                assert await ProductRepository(session).count() == 0
-        assert any("unreachable" in r.getMessage() for r in caplog.records)
+        try:
+            with caplog.at_level(logging.WARNING, logger="sqla_repo.routing"):
+                async with maker() as session, session.begin():
+                    assert (await session.execute(IN_RECOVERY)).scalar() is False
+                    assert await ProductRepository(session).count() == 0
+            assert any("unreachable" in r.getMessage() for r in caplog.records)
+        finally:
+            _cluster("start")
+        await _wait(lambda: _autocommit_ok(replica_url))
+        async with maker() as session, session.begin():
+            assert (await session.execute(IN_RECOVERY)).scalar() is True
     finally:
-        _cluster("start")
+        # Every connection the test made, to the stopped server and to the restarted
+        # one, is closed here, not left to the garbage collector.
         await replica.dispose()
-    await _wait(lambda: _autocommit_ok(replica_url))
-    async with maker() as session, session.begin():
-        assert (await session.execute(IN_RECOVERY)).scalar() is True
 
 
 async def _autocommit_ok(url: URL) -> bool:
