@@ -13,7 +13,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
-from models import Client, Document, Post, User
+from models import Client, Document, Note, Post, User
 from recorder import StatementLog
 from repositories import DocumentRepository, PostRepository, UserRepository
 from sqla_repo import (
@@ -337,3 +337,20 @@ async def test_an_applications_flush_listener_sees_created_rows(session):
     finally:
         event.remove(session.sync_session, "before_flush", _listener)
     assert seen == [post]
+
+
+async def test_fast_path_refuses_a_reference_to_another_tenants_row(session, backend):
+    """Another tenant's row is refused like a missing one, by mapping and by instance."""
+    with tenant("t2"):
+        theirs = await DocumentRepository(session).create({"slug": "theirs"})
+    notes = BaseRepository.for_model(Note)(session)
+    with tenant("t1"):
+        for given in (
+            {"document_id": theirs.id, "text": "x"},
+            Note(document_id=theirs.id, text="y"),
+        ):
+            with pytest.raises(ForeignKeyViolationError):
+                await notes.create(given)
+        assert await notes.count() == 0
+    with all_tenants():
+        assert await notes.count() == 0
