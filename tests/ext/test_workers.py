@@ -29,7 +29,10 @@ from examples.blog.app.models import Base, Post, User  # noqa: E402
 
 POSTS = 60
 PAGE = 7
-ATTEMPTS = 50
+# How long to keep asking for a page until the other worker answers. The kernel may hand
+# a burst of connections to one process, and under load uvicorn's supervisor may be
+# restarting the other one: wait for it rather than counting attempts.
+OTHER_WORKER_SECONDS = 20.0
 
 
 def _free_port() -> int:
@@ -57,7 +60,7 @@ async def _seed(url: str) -> None:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'blog.db'}"
     asyncio.run(_seed(url))
     port = _free_port()
@@ -91,7 +94,7 @@ def server(tmp_path: Path) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_until_serving(base, process, log)
-        yield base
+        yield base, log
     finally:
         process.terminate()
         try:
@@ -119,24 +122,27 @@ def _wait_until_serving(base: str, process: subprocess.Popen[bytes], log: Path) 
     pytest.fail("uvicorn did not start two answering workers within 30 s")
 
 
-def test_cursors_made_by_one_worker_are_accepted_by_the_other(server: str) -> None:
+def test_cursors_made_by_one_worker_are_accepted_by_the_other(server: tuple[str, Path]) -> None:
+    base, log = server
     seen: list[int] = []
     makers: list[str] = []
     crossings = 0
     cursor: str | None = None
-    with httpx.Client(base_url=server, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+    with httpx.Client(base_url=base, limits=httpx.Limits(max_keepalive_connections=0)) as client:
         for _ in range(POSTS):  # a bound: the loop must end
             params: dict[str, str | int] = {"limit": PAGE}
             if cursor is not None:
                 params["cursor"] = cursor
             # Reading a page changes nothing: ask again (a new connection each time)
             # until the other worker answers, so that its cursor crosses workers.
-            for _attempt in range(ATTEMPTS):
+            deadline = time.monotonic() + OTHER_WORKER_SECONDS
+            while True:
                 response = client.get("/posts", params=params)
                 assert response.status_code == 200, response.text
                 worker = response.headers["X-Worker"]
-                if not makers or makers[-1] != worker:
+                if not makers or makers[-1] != worker or time.monotonic() > deadline:
                     break
+                time.sleep(0.005)
             if makers and makers[-1] != worker:
                 crossings += 1
             makers.append(worker)
@@ -148,5 +154,5 @@ def test_cursors_made_by_one_worker_are_accepted_by_the_other(server: str) -> No
     assert sorted(seen) == list(range(1, POSTS + 1))
     assert len(seen) == POSTS
     # Cursors did cross between the workers: most pages were read by the other one.
-    assert len(set(makers)) == 2
-    assert crossings >= len(makers) // 2
+    assert len(set(makers)) >= 2, log.read_text()
+    assert crossings >= len(makers) // 2, (makers, log.read_text())
