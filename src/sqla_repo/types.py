@@ -39,6 +39,8 @@ UTC = dt.timezone.utc
 # datetime.combine(d, t, tz) builds the same value as replace(tzinfo=tz) about six times
 # faster on CPython 3.11; it runs for every timestamp bound or loaded.
 _combine = dt.datetime.combine
+# len("2024-05-01 07:00:00.000000"): how SQLAlchemy's SQLite dialect stores a datetime.
+_SQLITE_TEXT_LENGTH = 26
 
 
 def _as_utc(value: dt.datetime) -> dt.datetime:
@@ -148,7 +150,23 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
                 return _as_utc(value)
             return fallback(value, dialect)
 
-        return process
+        if dialect.name != "sqlite":
+            return process
+        # SQLite stores the naive UTC wall time as text in the ISO format SQLAlchemy
+        # writes ("2024-05-01 07:00:00.000000"): parsing it with its UTC offset appended
+        # gives the aware value in one C call, a third of the time of the parse-then-
+        # attach path. Any other text (written by hand, with its own offset) takes it.
+        from_iso = dt.datetime.fromisoformat
+
+        def process_sqlite(value: Any) -> dt.datetime | None:
+            if value.__class__ is str and len(value) == _SQLITE_TEXT_LENGTH:
+                try:
+                    return from_iso(value + "+00:00")
+                except ValueError:
+                    pass
+            return process(value)
+
+        return process_sqlite
 
     def process_result_value(
         self,

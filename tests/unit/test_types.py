@@ -222,6 +222,28 @@ class TestSQLiteText:
         loaded = UTCDateTime().process_result_value("2024-01-02 03:04:05.000001", sqlite.dialect())
         assert loaded == dt.datetime(2024, 1, 2, 3, 4, 5, 1, tzinfo=UTC)
 
+    @given(st.datetimes(timezones=st.just(UTC)))
+    def test_stored_text_reads_back_as_the_same_instant(self, value: dt.datetime) -> None:
+        """Every instant SQLite stores reads back equal, as aware UTC (``timezone.utc``)."""
+        loaded = result(sqlite.dialect(), bind(sqlite.dialect(), value))
+        assert loaded == value
+        assert loaded.tzinfo is UTC
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("2024-01-02 03:04:05", dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
+            ("2024-01-02T03:04:05.000001", dt.datetime(2024, 1, 2, 3, 4, 5, 1, tzinfo=UTC)),
+            ("2024-01-02 03:04:05+02:00", dt.datetime(2024, 1, 2, 1, 4, 5, tzinfo=UTC)),
+            ("2024-01-02 03:04:05.123+00:00", dt.datetime(2024, 1, 2, 3, 4, 5, 123000, tzinfo=UTC)),
+        ],
+    )
+    def test_text_written_by_other_tools(self, text: str, expected: dt.datetime) -> None:
+        """Text not in SQLAlchemy's own format (hand-written rows) still reads as UTC."""
+        loaded = result(sqlite.dialect(), text)
+        assert loaded == expected
+        assert loaded.tzinfo is UTC
+
     def test_text_order_is_time_order(self) -> None:
         """Stored text sorts like the instants, whole seconds and microseconds alike."""
         dialect = sqlite.dialect()
