@@ -14,14 +14,16 @@ UPDATE/DELETE, and refuses what it cannot prove scoped (INSERT … FROM SELECT, 
 upserts, Core statements naming scoped models through ORM attributes).
 
 The listeners are registered once, on the ``Session`` class, the first time a model
-using ``SoftDeleteMixin`` or ``TenantMixin`` is declared; until then they cost nothing.
+using ``SoftDeleteMixin`` or ``TenantMixin`` is declared (or ``context.install()`` is
+called); until then they cost nothing. The mixins do not import this module: they enable
+the hooks in ``sqla_repo._registry``, to which this module hands its installer when it is
+imported, so whichever happens first, the listeners are in place before any statement.
 Per-request values (the tenant id) are closure variables of the criteria lambda, which
 SQLAlchemy turns into bound parameters, so the cached SQL is shared across tenants.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
@@ -29,7 +31,8 @@ from sqlalchemy import ColumnElement, event, false
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session, UOWTransaction, with_loader_criteria
 
-from sqla_repo import _references, _scoping
+from sqla_repo import _references, _registry, _scoping
+from sqla_repo._registry import ENABLED
 from sqla_repo.context import TenantScope, tenant_scope
 from sqla_repo.exceptions import TenantMismatchError, TenantRequiredError
 from sqla_repo.mixins.soft_delete import SoftDeleteMixin
@@ -46,9 +49,6 @@ INCLUDE_DELETED = "include_deleted"
 NEEDS_EXPLICIT_EXISTS_CRITERIA = sqlalchemy.__version__.startswith("2.0.")
 """SQLAlchemy 2.0 leaves loader criteria out of the EXISTS that ``any()``/``has()`` build."""
 
-_lock = threading.Lock()
-_enabled = {"soft_delete": False, "tenant": False, "listeners": False}
-
 _NOT_DELETED = with_loader_criteria(
     SoftDeleteMixin,
     lambda cls: cls.deleted_at.is_(None),
@@ -61,16 +61,7 @@ _NO_TENANT = with_loader_criteria(TenantMixin, lambda _cls: false(), include_ali
 
 def register(*, soft_delete: bool = False, tenant: bool = False) -> None:
     """Enable the hooks for the given mixins, registering the listeners once."""
-    with _lock:
-        _enabled["soft_delete"] |= soft_delete
-        _enabled["tenant"] |= tenant
-        if not _enabled["listeners"]:
-            event.listen(Session, "do_orm_execute", _on_execute)
-            event.listen(Session, "before_flush", _on_before_flush)
-            # New mappers, relationships or backrefs change what a write can reference.
-            event.listen(Mapper, "after_configured", _references.forget)
-            event.listen(Mapper, "after_configured", _scoping.forget)
-            _enabled["listeners"] = True
+    _registry.enable(soft_delete=soft_delete, tenant=tenant)
 
 
 def entity_criteria(cls: type[Any]) -> list[ColumnElement[bool]]:
@@ -107,7 +98,7 @@ def _on_execute(state: ORMExecuteState) -> None:
     scope = tenant_scope()
     if (
         state.parameters
-        and _enabled["tenant"]
+        and ENABLED["tenant"]
         and not scope.all_tenants
         and _scoping.overrides_criteria(state.parameters)
     ):
@@ -117,14 +108,14 @@ def _on_execute(state: ORMExecuteState) -> None:
     if is_insert:
         _check_insert(state, scope)
         return
-    soft = _enabled["soft_delete"] and not state.execution_options.get(INCLUDE_DELETED, False)
+    soft = ENABLED["soft_delete"] and not state.execution_options.get(INCLUDE_DELETED, False)
     if not state.is_orm_statement:
         _scope_core(state, scope, soft=soft)
         return
     options: list[Any] = [_NOT_DELETED] if soft else []
     tenant_id: str | None = None
     no_tenant = False
-    if _enabled["tenant"] and not scope.all_tenants:
+    if ENABLED["tenant"] and not scope.all_tenants:
         tenant_id = scope.tenant
         if tenant_id is None:
             no_tenant = True
@@ -199,7 +190,7 @@ def _scope_orm_dml(
 def _scope_core(state: ORMExecuteState, scope: TenantScope, *, soft: bool) -> None:
     """Scope a Core SELECT, UPDATE or DELETE (on ``Table`` objects) run through a session."""
     statement: Any = state.statement
-    tenant_on = _enabled["tenant"] and not scope.all_tenants
+    tenant_on = ENABLED["tenant"] and not scope.all_tenants
     if tenant_on and scope.tenant is None:
         model = _scoping.required_tenant_model(statement)
         if model is not None:
@@ -245,7 +236,7 @@ def _scope_core(state: ORMExecuteState, scope: TenantScope, *, soft: bool) -> No
 def _check_insert(state: ORMExecuteState, scope: TenantScope) -> None:
     """Check the tenant an INSERT writes; refuse INSERTs fed by SELECTs of scoped models."""
     statement: Any = state.statement
-    if _enabled["tenant"] and not scope.all_tenants and scope.tenant is None:
+    if ENABLED["tenant"] and not scope.all_tenants and scope.tenant is None:
         required = _scoping.required_tenant_model(statement)
         if required is not None:
             raise TenantRequiredError(model=required)
@@ -257,11 +248,11 @@ def _check_insert(state: ORMExecuteState, scope: TenantScope) -> None:
                 "is only allowed inside all_tenants()."
             )
             raise _scoping.unscoped(source, msg)
-    if _enabled["tenant"] and not scope.all_tenants and scope.tenant is not None:
+    if ENABLED["tenant"] and not scope.all_tenants and scope.tenant is not None:
         _check_inserted_tenant(state, scope.tenant)
-    soft = _enabled["soft_delete"] and not state.execution_options.get(INCLUDE_DELETED, False)
+    soft = ENABLED["soft_delete"] and not state.execution_options.get(INCLUDE_DELETED, False)
     target = state.bind_mapper or _scoping.scoped_mapper(_scoping.table_of(statement.table))
-    if target is not None and (soft or (_enabled["tenant"] and not scope.all_tenants)):
+    if target is not None and (soft or (ENABLED["tenant"] and not scope.all_tenants)):
         tenant_id = None if scope.all_tenants else scope.tenant
         _scoping.check_conflict_branch(
             statement, target.class_, tenant_id, soft=soft, params=state.parameters
@@ -286,7 +277,7 @@ def _check_inserted_tenant(state: ORMExecuteState, tenant_id: str) -> None:
 
 
 def _on_before_flush(session: Session, _ctx: UOWTransaction, instances: object) -> None:
-    if not _enabled["tenant"]:
+    if not ENABLED["tenant"]:
         return
     scope = tenant_scope()
     written = (*session.new, *session.dirty)
@@ -317,3 +308,16 @@ def _moved_from_elsewhere(obj: object, tenant_id: str | None) -> bool:
     """Whether a loaded row of another tenant is being given the current tenant's id."""
     before = sa_inspect(obj).attrs.tenant_id.history.deleted
     return any(value is not None and value != tenant_id for value in before)
+
+
+def _install_listeners() -> None:
+    """Register the listeners on the ``Session`` and ``Mapper`` classes (called once)."""
+    event.listen(Session, "do_orm_execute", _on_execute)
+    event.listen(Session, "before_flush", _on_before_flush)
+    # New mappers, relationships or backrefs change what a write can reference.
+    event.listen(Mapper, "after_configured", _references.forget)
+    event.listen(Mapper, "after_configured", _scoping.forget)
+
+
+# Installs the listeners now if a mixin model was declared before this module was imported.
+_registry.set_installer(_install_listeners)

@@ -4,39 +4,40 @@
 
 These statements bypass the unit of work. Statement shapes come from
 :mod:`sqla_repo._statements` and :mod:`sqla_repo._upsert`; this module runs them in
-batches and maps the returned rows back to the caller's input order.
+batches and maps the returned rows back to the caller's input order. The rows are
+prepared by :mod:`sqla_repo._row_prep`; the single-row writes run on a synchronous
+``Session`` live in :mod:`sqla_repo._statement_writes`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, delete, func, insert, select, tuple_, update
-from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.orm import lazyload, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy import ColumnElement, func, insert, select, tuple_, update
+from sqlalchemy.orm import Session, lazyload
 
 from sqla_repo import _sync_joined
 from sqla_repo._hooks import INCLUDE_DELETED
-from sqla_repo._references import check_rows, tenant_references
-from sqla_repo._statements import (
-    ModelInfo,
-    bulk_update_statement,
-    guard_criteria,
-    update_values,
+from sqla_repo._row_prep import (
+    chunks,
+    conflict_keys,
+    first_rows,
+    group_indexes,
+    group_rows,
+    match_folded,
+    merge_by_key,
 )
+from sqla_repo._statement_writes import delete_statement, reread_statement, update_statement
+from sqla_repo._statements import ModelInfo, bulk_update_statement, guard_criteria
 from sqla_repo._upsert import binds_after_values, update_keys, upsert_statement
-from sqla_repo.context import tenant_scope
-from sqla_repo.exceptions import ConflictError, RepositoryError
+from sqla_repo.exceptions import ConflictError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
     from sqlalchemy.engine import Dialect
-    from sqlalchemy.orm import Session
 
 __all__ = []
-
-T = TypeVar("T")
 
 
 def connected_dialect(session: Session, info: ModelInfo) -> Dialect:
@@ -47,58 +48,6 @@ def connected_dialect(session: Session, info: ModelInfo) -> Dialect:
     """
     conn = session.connection(bind_arguments={"mapper": info.mapper})
     return conn.dialect
-
-
-def _chunks(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
-    if size <= 0:
-        msg = "batch_size must be positive"
-        raise RepositoryError(msg)
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
-
-
-def row_dicts(info: ModelInfo, rows: Iterable[Any]) -> list[dict[str, Any]]:
-    """Return column-value dicts for mappings or transient instances of the model."""
-    out: list[dict[str, Any]] = []
-    for row in rows:
-        if isinstance(row, info.model):
-            state = sa_inspect(row)
-            if state.session_id is not None or state.key is not None:
-                msg = "bulk operations take new (transient) instances or mappings"
-                raise RepositoryError(msg, model=info.model)
-            related = sorted(
-                k for k in info.relationship_keys if state.dict.get(k) not in (None, [])
-            )
-            if related:
-                msg = (
-                    "bulk operations ignore relationships; set the foreign key instead "
-                    f"({', '.join(related)})"
-                )
-                raise RepositoryError(msg, model=info.model, detail={"fields": related})
-            out.append({k: v for k, v in state.dict.items() if k in info.column_keys})
-        elif isinstance(row, Mapping):
-            if not row.keys() <= info.writable_keys:  # one set test in the common case
-                info.check_keys(row, what="field")
-            out.append(dict(row))
-        else:
-            msg = f"expected {info.model.__name__} instances or mappings"
-            raise RepositoryError(msg, model=info.model)
-    return out
-
-
-def drop_defaulted_none(info: ModelInfo, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Leave out ``None`` for columns with a default, as the unit of work does on INSERT.
-
-    ``create({"id": None})`` inserts a generated key and ``{"name": None}`` the column's
-    default; a bulk INSERT that rendered them as NULL would refuse or store a different row.
-    """
-    defaulted = info.defaulted_keys
-    out = []
-    for row in rows:
-        if any(row.get(k, 0) is None for k in defaulted):
-            row = {k: v for k, v in row.items() if v is not None or k not in defaulted}  # noqa: PLW2901
-        out.append(row)
-    return out
 
 
 def insert_returning(
@@ -116,11 +65,8 @@ def insert_returning(
     ``None`` values are sent as NULL (``render_nulls``) rather than dropped, which would
     split a group by which columns happen to be ``None``.
     """
-    groups: dict[frozenset[str], list[int]] = {}
-    for index, row in enumerate(rows):
-        groups.setdefault(frozenset(row), []).append(index)
     out: list[Any] = [None] * len(rows)
-    for indexes in groups.values():
+    for indexes in group_indexes(rows):
         objs = _insert_uniform(
             session, info, [rows[i] for i in indexes], batch_size=batch_size, dialect=dialect
         )
@@ -138,12 +84,9 @@ def insert_many(
     every ORM ``INSERT``; no object is built or added to the session. Rows are grouped by
     key set so that each group batches into multi-row statements.
     """
-    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(frozenset(row), []).append(row)
     stmt = insert(info.model).execution_options(render_nulls=True)
-    for group in groups.values():
-        for batch in _chunks(group, batch_size):
+    for group in group_rows(rows):
+        for batch in chunks(group, batch_size):
             session.execute(stmt, batch)
     return len(rows)
 
@@ -174,7 +117,7 @@ def _insert_uniform(
         # restores input order while keeping the multi-row INSERT.
         stmt = insert(info.model).returning(info.model).execution_options(render_nulls=True)
         pk = info.pk_keys[0]
-        for batch in _chunks(rows, batch_size):
+        for batch in chunks(rows, batch_size):
             objs = list((session.execute(stmt, batch)).scalars().unique().all())
             objs.sort(key=lambda obj: getattr(obj, pk))
             out.extend(objs)
@@ -184,7 +127,7 @@ def _insert_uniform(
         .returning(info.model, sort_by_parameter_order=True)
         .execution_options(render_nulls=True)
     )
-    for batch in _chunks(rows, batch_size):
+    for batch in chunks(rows, batch_size):
         out.extend((session.execute(stmt, batch)).scalars().unique().all())
     return out
 
@@ -209,23 +152,15 @@ def update_returning(
         return _sync_joined.update_one(
             session, info, criterion, values, include_deleted=include_deleted
         )
-    stmt = (
-        update(info.model)
-        .where(criterion, *guard_criteria(info, include_deleted=include_deleted))
-        .values(values)
-        .execution_options(synchronize_session=False, **{INCLUDE_DELETED: include_deleted})
+    stmt = update_statement(
+        info, criterion, values, include_deleted=include_deleted, returning=update_returning
     )
     if update_returning:
-        stmt = stmt.returning(info.model).execution_options(populate_existing=True)
         return (session.execute(stmt)).scalars().unique().one_or_none()
     result = session.execute(stmt)
     if not result.rowcount:  # type: ignore[attr-defined]
         return None
-    reread = (
-        select(info.model)
-        .where(criterion if identity is None else identity)
-        .execution_options(populate_existing=True, **{INCLUDE_DELETED: True})
-    )
+    reread = reread_statement(info, criterion if identity is None else identity)
     return (session.scalars(reread)).unique().one_or_none()
 
 
@@ -280,11 +215,7 @@ def delete_where(
         _sync_joined.delete_keys(session, info, keys, include_deleted=include_deleted)
         return len(keys)
     # The scope is written into the statement, not left to the session hooks alone.
-    stmt = (
-        delete(info.model)
-        .where(*where, *guard_criteria(info, include_deleted=include_deleted))
-        .execution_options(**{INCLUDE_DELETED: include_deleted})
-    )
+    stmt = delete_statement(info, where, include_deleted)
     result = session.execute(stmt)
     return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -297,21 +228,7 @@ def bulk_update(
     include_deleted: bool,
 ) -> int:
     """Update rows by primary key with one executemany per set of columns."""
-    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in rows:
-        missing = [k for k in info.pk_keys if k not in row]
-        if missing:
-            msg = f"bulk_update rows need the primary key ({', '.join(missing)} missing)"
-            raise RepositoryError(msg, model=info.model)
-        info.check_keys(row, what="field")
-        # Several rows for one key merge (later values win): each row is updated once.
-        merged.setdefault(tuple(row[k] for k in info.pk_keys), {}).update(row)
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for ident, row in merged.items():
-        keys = tuple(sorted(k for k in row if k not in info.pk_keys))
-        params = {f"_pk_{i}": v for i, v in enumerate(ident)}
-        params.update({f"_v_{k}": row[k] for k in keys})
-        groups.setdefault(keys, []).append(params)
+    merged, groups = merge_by_key(info, rows)
     idents = list(merged)
     if not idents:
         return 0
@@ -358,37 +275,6 @@ def _refresh_loaded(session: Session, info: ModelInfo, idents: Iterable[tuple[An
         opts = {"populate_existing": True, INCLUDE_DELETED: True}
         # Consumed: a sync Session loads the rows only as they are fetched.
         (session.scalars(stmt.execution_options(**opts))).unique().all()
-
-
-def _conflict_keys(
-    info: ModelInfo,
-    rows: Sequence[dict[str, Any]],
-    conflict_on: Sequence[str],
-    *,
-    duplicates: bool = False,
-) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
-    """Validate *conflict_on* against *rows*; return the rows and their key tuples."""
-    if not conflict_on:
-        msg = "conflict_on must name at least one column"
-        raise RepositoryError(msg, model=info.model)
-    info.check_keys(conflict_on, what="conflict column")
-    scope = tenant_scope()
-    out = [dict(row) for row in rows]
-    if info.tenant and "tenant_id" in conflict_on and scope.tenant is not None:
-        out = [{"tenant_id": scope.tenant, **row} for row in out]
-    wanted: list[tuple[Any, ...]] = []
-    for row in out:
-        missing = [k for k in conflict_on if k not in row]
-        if missing:
-            msg = f"every row needs the conflict_on columns ({', '.join(missing)} missing)"
-            raise RepositoryError(msg, model=info.model)
-        # Compare keys as the database returns them ("3" -> 3, str -> UUID).
-        row.update({k: info.coerce_value(k, row[k]) for k in conflict_on})
-        wanted.append(tuple(row[k] for k in conflict_on))
-    if not duplicates and len(set(wanted)) != len(wanted):
-        msg = "two rows have the same conflict_on values"
-        raise RepositoryError(msg, model=info.model, detail={"fields": list(conflict_on)})
-    return out, wanted
 
 
 def _read_back(
@@ -440,7 +326,7 @@ def _read_back_by_key(
         stmt = select(info.model).where(target.in_(values)).options(lazyload("*"))
         for obj in (session.scalars(stmt)).all():
             found[tuple(getattr(obj, k) for k in conflict_on)] = obj
-    _match_folded(found, wanted)
+    match_folded(found, wanted)
     for key in [w for w in wanted if w not in found]:
         stmt = (
             select(info.model)
@@ -452,22 +338,6 @@ def _read_back_by_key(
         for obj in (session.scalars(stmt)).all():
             found[tuple(getattr(obj, k) for k in conflict_on)] = obj
     return found
-
-
-def _fold(value: Any) -> Any:
-    return value.casefold().rstrip(" ") if isinstance(value, str) else value
-
-
-def _match_folded(found: dict[tuple[Any, ...], Any], wanted: Sequence[tuple[Any, ...]]) -> None:
-    """Map keys MariaDB/MySQL matched through their collation to the rows found.
-
-    They compare with the column collation (case-insensitive, PAD SPACE by default): the
-    row found for ``"Bob@x.org "`` may hold ``"bob@x.org"``.
-    """
-    folded = {tuple(map(_fold, key)): obj for key, obj in found.items()}
-    for w in wanted:
-        if w not in found and tuple(map(_fold, w)) in folded:
-            found[w] = folded[tuple(map(_fold, w))]
 
 
 def get_or_insert(
@@ -493,18 +363,8 @@ def get_or_insert(
     from sqlalchemy.dialects import postgresql, sqlite  # noqa: PLC0415
 
     _sync_joined.refuse_joined_upsert(info)
-    rows, wanted = _conflict_keys(info, rows, conflict_on, duplicates=True)
-    if any(value is None for key in wanted for value in key):
-        msg = "conflict_on values must not be None"
-        raise RepositoryError(msg, model=info.model, detail={"fields": list(conflict_on)})
-    first: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for key, row in zip(wanted, rows, strict=True):
-        first.setdefault(key, row)
-    try:
-        ordered = [first[key] for key in sorted(first)]
-    except TypeError:  # keys of mixed types cannot be ordered: keep the input order
-        ordered = list(first.values())
-    ordered = drop_defaulted_none(info, ordered)
+    rows, wanted = conflict_keys(info, rows, conflict_on, duplicates=True)
+    first, ordered = first_rows(info, rows, wanted, conflict_on)
     columns = [info.columns[k] for k in conflict_on]
     if dialect in {"postgresql", "sqlite"}:
         module: Any = postgresql if dialect == "postgresql" else sqlite
@@ -512,17 +372,14 @@ def get_or_insert(
     else:
         stmt = upsert_statement(dialect, info, conflict_on, [])
     # Rows with different key sets are sent separately, each group still in key order.
-    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
-    for row in ordered:
-        groups.setdefault(frozenset(row), []).append(row)
-    for group in groups.values():
-        for batch in _chunks(group, batch_size):
+    for group in group_rows(ordered):
+        for batch in chunks(group, batch_size):
             session.execute(stmt, batch)
     if dialect in {"postgresql", "sqlite"}:
         found = _read_back(session, info, conflict_on, list(first), batch_size)
     else:
         found = _read_back_by_key(session, info, conflict_on, list(first), batch_size)
-        _match_folded(found, wanted)
+        match_folded(found, wanted)
     if any(w not in found for w in wanted):
         # The key is taken by a row this call may not see: soft-deleted or another tenant's.
         raise ConflictError(model=info.model, detail={"fields": list(conflict_on)})
@@ -541,144 +398,26 @@ def upsert(
 ) -> list[Any]:
     """Run the portable upsert; return resulting objects in input order."""
     _sync_joined.refuse_joined_upsert(info)
-    rows, wanted = _conflict_keys(info, rows, conflict_on)
+    rows, wanted = conflict_keys(info, rows, conflict_on)
     keys = update_keys(info, rows, conflict_on, update)
     stmt = upsert_statement(dialect, info, conflict_on, keys)
     if dialect in {"postgresql", "sqlite"}:
         stmt = stmt.returning(info.model).execution_options(populate_existing=True)
         found: dict[tuple[Any, ...], Any] = {}
-        for batch in _chunks(rows, batch_size):
+        for batch in chunks(rows, batch_size):
             for obj in (session.execute(stmt, batch)).scalars().unique():
                 found[tuple(getattr(obj, k) for k in conflict_on)] = obj
     else:
         one_by_one = binds_after_values(info)
-        for batch in _chunks(rows, batch_size):
+        for batch in chunks(rows, batch_size):
             if one_by_one:
                 for row in batch:
                     session.execute(stmt, [row])
             else:
                 session.execute(stmt, batch)
         found = _read_back(session, info, conflict_on, wanted, batch_size)
-        _match_folded(found, wanted)
+        match_folded(found, wanted)
     if any(w not in found for w in wanted):
         # The conflicting row exists but is soft-deleted or another tenant's.
         raise ConflictError(model=info.model, detail={"fields": list(conflict_on)})
     return [found[w] for w in wanted]
-
-
-_INSERT_ONE: dict[type[Any], tuple[Any, Any, tuple[str, ...]]] = {}
-"""Per class: ``INSERT … RETURNING`` the entity, the same returning its columns, their keys."""
-
-
-def guarded(
-    session: Session,
-    info: ModelInfo,
-    savepoint: str | None,
-    work: Callable[..., T],
-    *args: Any,
-    **kwargs: Any,
-) -> T:
-    """Run ``work(session, *args, **kwargs)``, inside ``SAVEPOINT savepoint`` if named.
-
-    The SAVEPOINT is plain SQL on the session's connection, unknown to the ``Session``:
-    only statements may run inside it, never a unit-of-work flush (a ``ROLLBACK TO``
-    would undo rows the ``Session`` believes written). A failed statement changes no
-    ORM state, so rolling back to the SAVEPOINT restores everything. Meant to run in
-    one ``run_sync()`` call: the whole write then costs one greenlet switch.
-    """
-    if savepoint is None:
-        return work(session, *args, **kwargs)
-    conn = session.connection(bind_arguments={"mapper": info.mapper})
-    conn.exec_driver_sql(f"SAVEPOINT {savepoint}")
-    try:
-        out = work(session, *args, **kwargs)
-    except BaseException:
-        # A lost connection took the transaction with it: its error is the one to see.
-        # On cancellation the ROLLBACK TO may fail too: its error then propagates and
-        # the driver discards the connection.
-        if not conn.invalidated:
-            conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {savepoint}")
-        raise
-    conn.exec_driver_sql(f"RELEASE SAVEPOINT {savepoint}")
-    return out
-
-
-def insert_one(session: Session, info: ModelInfo, row: Mapping[str, Any], obj: Any = None) -> Any:
-    """Insert one row with an ORM ``INSERT … RETURNING``; return the persistent object.
-
-    Foreign keys into tenant tables are checked first (the ``before_flush`` check does
-    not run for statements). Column defaults, the version's first value and the hooks'
-    checks apply as for a flush. Given *obj*, a transient instance carrying *row*, the
-    returned column values are set on it and it is added to the session as the
-    persistent object of the row; otherwise the object built from the returned row is.
-    """
-    if tenant_references(info.mapper):
-        check_rows(session, info.mapper, [row])
-    statements = _INSERT_ONE.get(info.model)
-    if statements is None:
-        keys = tuple(sorted(info.column_keys))
-        statements = (
-            insert(info.model).returning(info.model),
-            insert(info.model).returning(*(getattr(info.model, k) for k in keys)),
-            keys,
-        )
-        _INSERT_ONE[info.model] = statements
-    entity_stmt, columns_stmt, keys = statements
-    if obj is None:
-        return session.execute(entity_stmt, dict(row)).scalars().unique().one()
-    returned = session.execute(columns_stmt, dict(row)).one()
-    for key, value in zip(keys, returned, strict=True):
-        set_committed_value(obj, key, value)
-    make_transient_to_detached(obj)
-    session.add(obj)
-    return obj
-
-
-def delete_one(
-    session: Session,
-    info: ModelInfo,
-    criterion: ColumnElement[bool],
-    include_deleted: bool,  # noqa: FBT001
-) -> int:
-    """Run one ``DELETE`` of a single-table class's row; return the number deleted."""
-    stmt = (
-        delete(info.model)
-        .where(criterion, *guard_criteria(info, include_deleted=include_deleted))
-        .execution_options(**{INCLUDE_DELETED: include_deleted})
-    )
-    return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
-
-
-def update_one(
-    session: Session,
-    info: ModelInfo,
-    criterion: ColumnElement[bool],
-    values: Mapping[str, Any],
-    identity: ColumnElement[bool] | None,
-    *,
-    update_returning: bool,
-    include_deleted: bool = False,
-) -> Any:
-    """[`update_returning()`][sqla_repo._sync_bulk.update_returning] for a single-table class.
-
-    Foreign keys into tenant tables in *values* are checked first.
-    """
-    if tenant_references(info.mapper):
-        check_rows(session, info.mapper, [values])
-    stmt = (
-        update(info.model)
-        .where(criterion, *guard_criteria(info, include_deleted=include_deleted))
-        .values(update_values(info, values))
-        .execution_options(synchronize_session=False, **{INCLUDE_DELETED: include_deleted})
-    )
-    if update_returning:
-        stmt = stmt.returning(info.model).execution_options(populate_existing=True)
-        return session.execute(stmt).scalars().unique().one_or_none()
-    if not session.execute(stmt).rowcount:  # type: ignore[attr-defined]
-        return None
-    reread = (
-        select(info.model)
-        .where(criterion if identity is None else identity)
-        .execution_options(populate_existing=True, **{INCLUDE_DELETED: True})
-    )
-    return session.scalars(reread).unique().one_or_none()

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from sqla_repo._registry import enable
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -127,7 +129,5 @@ def install(target: Any = None) -> None:
     a sessionmaker or a ``Session`` class for symmetry with other libraries and registers
     the hooks if no mixin model was mapped yet.
     """
-    from sqla_repo._hooks import register  # noqa: PLC0415 - avoid an import cycle
-
     del target
-    register()
+    enable()

@@ -1,10 +1,11 @@
 """The synchronous repository is generated from the async sources, and is up to date.
 
-``unasyncd`` (configured under ``[tool.unasyncd]`` in ``pyproject.toml``) turns
-``repository.py``, ``_bulk.py``, ``_joined.py`` and ``_paging.py`` into
-``sync_repository.py`` and ``_sync_*.py``. The test runs it into a temporary directory
-with the same configuration and compares: a change to an async source without running
-``unasyncd`` fails here.
+``unasyncd`` (configured under ``[tool.unasyncd]`` in ``pyproject.toml``) turns the async
+sources listed under ``[tool.unasyncd.files]`` (``repository.py``, ``_transactions.py``,
+``_reads.py``, ``_writes.py``, ``_bulk_writes.py``, ``_bulk.py``, ``_joined.py`` and
+``_paging.py``) into ``sync_repository.py`` and ``_sync_*.py``. The test runs it into a
+temporary directory with the same configuration and compares: a change to an async source
+without running ``unasyncd`` fails here.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column
 
+from sqla_repo._registry import enable
 from sqla_repo.types import UTCDateTime
 
 __all__ = ["SoftDeleteMixin"]
@@ -31,9 +32,7 @@ class SoftDeleteMixin:
     """When the row was soft-deleted, or ``None`` while it is live."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        from sqla_repo._hooks import register  # noqa: PLC0415 - import cycle
-
-        register(soft_delete=True)
+        enable(soft_delete=True)
         super().__init_subclass__(**kwargs)
 
     @hybrid_property

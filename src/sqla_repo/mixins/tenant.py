@@ -8,6 +8,7 @@ from sqlalchemy import String
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column
 
+from sqla_repo._registry import enable
 from sqla_repo.context import current_tenant
 
 __all__ = ["TenantMixin"]
@@ -52,7 +53,5 @@ class TenantMixin:
     """The owning tenant (compared exactly: case, accents and trailing spaces count)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        from sqla_repo._hooks import register  # noqa: PLC0415 - import cycle
-
-        register(tenant=True)
+        enable(tenant=True)
         super().__init_subclass__(**kwargs)

@@ -1,0 +1,223 @@
+"""The many-row writes of the async repository: bulk inserts, updates and upserts.
+
+Rows are prepared by :mod:`sqla_repo._row_prep` and run by :mod:`sqla_repo._bulk`; this
+module checks them and guards the write. The synchronous twin is generated from it.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqla_repo import _bulk, _reads, _row_prep, _transactions
+from sqla_repo._repo_core import ModelT
+
+if TYPE_CHECKING:
+    from sqlalchemy.sql.base import ExecutableOption
+
+__all__ = ["BulkWrites"]
+
+
+class BulkWrites(_reads.Reads[ModelT], _transactions.Transactions[ModelT]):
+    """The write methods of the async repository that take many rows."""
+
+    async def bulk_create(
+        self,
+        rows: Iterable[ModelT | Mapping[str, Any]],
+        *,
+        batch_size: int = 1000,
+        options: Sequence[ExecutableOption] = (),
+    ) -> builtins.list[ModelT]:
+        """Insert many rows with multi-row ``INSERT … RETURNING`` and return them in order.
+
+        All or nothing: the batches run inside one SAVEPOINT. Instances given are used as
+        value carriers; the returned objects are the persistent ones, ready to use as
+        ``create()``'s are (eager relationships and *options* loaded, with one more
+        ``SELECT`` per 500 rows when there is something to load). A ``None`` value
+        behaves as in ``create()``: a column with a default (Python, server-side or an
+        autoincrement key) gets the default.
+
+        Raises:
+            ConflictError: A row broke a constraint; nothing was inserted.
+        """
+        values = _row_prep.drop_defaulted_none(self._info, _row_prep.row_dicts(self._info, rows))
+        if not values:
+            return []
+        self._info.check_rows(values)
+        for row in values:
+            self._check_tenant_value(row, insert=True)
+        async with self._guard(several=True):
+            await self._check_references(values)
+            objs = await _bulk.insert_returning(
+                self.session, self._info, values, batch_size=batch_size, dialect=self.dialect_name
+            )
+        await self._ready(objs, options)
+        return objs
+
+    async def bulk_insert(
+        self, rows: Iterable[ModelT | Mapping[str, Any]], *, batch_size: int = 1000
+    ) -> int:
+        """Insert many rows without building objects; return how many rows were inserted.
+
+        The same validation as [`bulk_create()`][sqla_repo.repository.BaseRepository.bulk_create]
+        (keys, tenant, foreign keys into tenant tables), the same defaults and stamping
+        (timestamps, audit columns, tenant, the version's first value) and the same
+        atomicity, but one multi-row ``INSERT`` per batch without ``RETURNING`` and
+        nothing added to the session: the fast path for imports.
+
+        Raises:
+            ConflictError: A row broke a constraint; nothing was inserted.
+        """
+        values = _row_prep.drop_defaulted_none(self._info, _row_prep.row_dicts(self._info, rows))
+        if not values:
+            return 0
+        self._info.check_rows(values)
+        if self._info.tenant:
+            for row in values:
+                self._check_tenant_value(row, insert=True)
+        # Without RETURNING the driver may run the rows one by one (executemany): only a
+        # single row is atomic by itself.
+        async with self._guard(several=len(values) > 1):
+            await self._check_references(values)
+            return await _bulk.insert_many(self.session, self._info, values, batch_size=batch_size)
+
+    async def bulk_update(
+        self, rows: Iterable[Mapping[str, Any]], *, include_deleted: bool = False
+    ) -> int:
+        """Update rows by primary key (each mapping holds the key and new values).
+
+        Rows of another tenant and soft-deleted rows are skipped; returns how many rows
+        were updated. ``updated_at``, ``updated_by`` and ``version`` are maintained.
+        """
+        rows = builtins.list(rows)
+        for row in rows:
+            if isinstance(row, Mapping):
+                self._info.check_values(row)
+            self._check_tenant_value(row)
+        async with self._guard(several=len(rows) > 1):
+            await self._check_references(rows)
+            return await _bulk.bulk_update(
+                self.session, self._info, rows, include_deleted=include_deleted
+            )
+
+    async def upsert(
+        self,
+        values: Mapping[str, Any],
+        *,
+        conflict_on: Sequence[str],
+        update: Sequence[str] | None = None,
+        options: Sequence[ExecutableOption] = (),
+    ) -> ModelT:
+        """Insert a row or, when *conflict_on* matches an existing row, update it.
+
+        The returned object is ready to use as ``create()``'s is (eager relationships
+        and *options* loaded).
+
+        Args:
+            values: The row.
+            conflict_on: The columns of the unique constraint that decides a conflict
+                (on MySQL/MariaDB the server checks every unique key; these columns are
+                used to read the row back).
+            update: Columns to take from *values* on conflict (default: every given
+                column except the key, ``conflict_on`` and ``created_*``).
+            options: Loader options for the returned object.
+
+        Raises:
+            ConflictError: The conflicting row is soft-deleted, another tenant's or (on
+                a single-table subclass) a row of another class of the hierarchy.
+            RepositoryError: The model is a joined-table subclass: ``ON CONFLICT`` and
+                ``ON DUPLICATE KEY`` act on one table, so its upsert is refused.
+        """
+        rows = await self.bulk_upsert(
+            [values], conflict_on=conflict_on, update=update, options=options
+        )
+        return rows[0]
+
+    async def bulk_upsert(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        conflict_on: Sequence[str],
+        update: Sequence[str] | None = None,
+        batch_size: int = 1000,
+        options: Sequence[ExecutableOption] = (),
+    ) -> builtins.list[ModelT]:
+        """Upsert many rows atomically; return the resulting rows in input order.
+
+        See [`upsert()`][sqla_repo.repository.BaseRepository.upsert]. Two rows with the
+        same *conflict_on* values are refused before anything runs.
+        """
+        return await self._write_keyed(
+            rows,
+            _bulk.upsert,
+            options,
+            conflict_on=conflict_on,
+            update=update,
+            batch_size=batch_size,
+        )
+
+    async def bulk_get_or_create(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        conflict_on: Sequence[str],
+        batch_size: int = 1000,
+        options: Sequence[ExecutableOption] = (),
+    ) -> builtins.list[ModelT]:
+        """Ensure a row exists for each *conflict_on* key; return the rows in input order.
+
+        Rows whose key is taken are not written at all: existing rows keep their values,
+        ``updated_at`` and ``version``. The same key may appear several times (the same
+        object is returned for each). Race-safe and deadlock-free under concurrent
+        callers: keys are inserted in sorted order with ``INSERT … ON CONFLICT DO
+        NOTHING`` (``ON DUPLICATE KEY UPDATE key = key`` on MySQL/MariaDB), then every
+        row is read back with one locking ``SELECT`` per *batch_size* keys. Atomic: the
+        writes run inside one SAVEPOINT.
+
+        ```python
+        tags = await TagRepository(session).bulk_get_or_create(
+            [{"name": n} for n in article_tags], conflict_on=["name"]
+        )
+        ```
+
+        Args:
+            rows: Mappings, each holding the *conflict_on* columns; the other values
+                are used only when the row is inserted.
+            conflict_on: The columns of a unique constraint (``ON CONFLICT`` names it
+                on PostgreSQL and SQLite).
+            batch_size: Rows per INSERT statement and keys per read-back.
+            options: Loader options for the returned objects.
+
+        Raises:
+            ConflictError: A key is taken by a row this call may not see (soft-deleted
+                or another tenant's), as for ``upsert()``; or a row broke another
+                constraint.
+            RepositoryError: A key value is ``None``, a column is unknown, or the model
+                is a joined-table subclass.
+        """
+        return await self._write_keyed(
+            rows, _bulk.get_or_insert, options, conflict_on=conflict_on, batch_size=batch_size
+        )
+
+    async def _write_keyed(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        write: Any,
+        options: Sequence[ExecutableOption],
+        **kwargs: Any,
+    ) -> builtins.list[ModelT]:
+        """Check *rows* as inserts, then run the keyed bulk *write* atomically."""
+        values = _row_prep.row_dicts(self._info, rows)
+        if not values:
+            return []
+        self._info.check_rows(values)
+        for row in values:
+            self._check_tenant_value(row, insert=True)
+        async with self._guard(several=True):
+            await self._check_references(values)
+            objs: builtins.list[ModelT] = await write(
+                self.session, self._info, values, dialect=self.dialect_name, **kwargs
+            )
+        await self._ready(objs, options)
+        return objs

@@ -1,0 +1,199 @@
+"""Preparation of the rows that set-based writes send: pure, shared by both flavours.
+
+Row dicts from mappings or transient instances, ``None`` left out where a column has a
+default, conflict keys checked and coerced, rows grouped by key set (the ORM batches only
+consecutive rows with the same keys) and split into batches. Nothing here runs a
+statement: :mod:`sqla_repo._bulk` and its generated twin execute what this prepares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import inspect as sa_inspect
+
+from sqla_repo.context import tenant_scope
+from sqla_repo.exceptions import RepositoryError
+
+if TYPE_CHECKING:
+    from sqla_repo._statements import ModelInfo
+
+__all__ = [
+    "chunks",
+    "conflict_keys",
+    "drop_defaulted_none",
+    "first_rows",
+    "group_indexes",
+    "group_rows",
+    "match_folded",
+    "merge_by_key",
+    "row_dicts",
+]
+
+
+def chunks(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
+    if size <= 0:
+        msg = "batch_size must be positive"
+        raise RepositoryError(msg)
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def row_dicts(info: ModelInfo, rows: Iterable[Any]) -> list[dict[str, Any]]:
+    """Return column-value dicts for mappings or transient instances of the model."""
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        if isinstance(row, info.model):
+            state = sa_inspect(row)
+            if state.session_id is not None or state.key is not None:
+                msg = "bulk operations take new (transient) instances or mappings"
+                raise RepositoryError(msg, model=info.model)
+            related = sorted(
+                k for k in info.relationship_keys if state.dict.get(k) not in (None, [])
+            )
+            if related:
+                msg = (
+                    "bulk operations ignore relationships; set the foreign key instead "
+                    f"({', '.join(related)})"
+                )
+                raise RepositoryError(msg, model=info.model, detail={"fields": related})
+            out.append({k: v for k, v in state.dict.items() if k in info.column_keys})
+        elif isinstance(row, Mapping):
+            if not row.keys() <= info.writable_keys:  # one set test in the common case
+                info.check_keys(row, what="field")
+            out.append(dict(row))
+        else:
+            msg = f"expected {info.model.__name__} instances or mappings"
+            raise RepositoryError(msg, model=info.model)
+    return out
+
+
+def drop_defaulted_none(info: ModelInfo, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Leave out ``None`` for columns with a default, as the unit of work does on INSERT.
+
+    ``create({"id": None})`` inserts a generated key and ``{"name": None}`` the column's
+    default; a bulk INSERT that rendered them as NULL would refuse or store a different row.
+    """
+    defaulted = info.defaulted_keys
+    out = []
+    for row in rows:
+        if any(row.get(k, 0) is None for k in defaulted):
+            row = {k: v for k, v in row.items() if v is not None or k not in defaulted}  # noqa: PLW2901
+        out.append(row)
+    return out
+
+
+def group_indexes(rows: Sequence[Mapping[str, Any]]) -> list[list[int]]:
+    """The positions of *rows*, grouped by key set (first appearance order)."""
+    groups: dict[frozenset[str], list[int]] = {}
+    for index, row in enumerate(rows):
+        groups.setdefault(frozenset(row), []).append(index)
+    return list(groups.values())
+
+
+def group_rows(rows: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """*rows* grouped by key set (first appearance order), each group in input order."""
+    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(frozenset(row), []).append(row)
+    return list(groups.values())
+
+
+def merge_by_key(
+    info: ModelInfo, rows: Sequence[Mapping[str, Any]]
+) -> tuple[dict[tuple[Any, ...], dict[str, Any]], dict[tuple[str, ...], list[dict[str, Any]]]]:
+    """Merge ``bulk_update()`` rows per primary key; group their parameters by column set.
+
+    Returns the merged rows by key and, per sorted tuple of changed columns, the
+    executemany parameters (``_pk_<i>`` for the key, ``_v_<column>`` for each value).
+    """
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        missing = [k for k in info.pk_keys if k not in row]
+        if missing:
+            msg = f"bulk_update rows need the primary key ({', '.join(missing)} missing)"
+            raise RepositoryError(msg, model=info.model)
+        info.check_keys(row, what="field")
+        # Several rows for one key merge (later values win): each row is updated once.
+        merged.setdefault(tuple(row[k] for k in info.pk_keys), {}).update(row)
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for ident, row in merged.items():
+        keys = tuple(sorted(k for k in row if k not in info.pk_keys))
+        params = {f"_pk_{i}": v for i, v in enumerate(ident)}
+        params.update({f"_v_{k}": row[k] for k in keys})
+        groups.setdefault(keys, []).append(params)
+    return merged, groups
+
+
+def conflict_keys(
+    info: ModelInfo,
+    rows: Sequence[dict[str, Any]],
+    conflict_on: Sequence[str],
+    *,
+    duplicates: bool = False,
+) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
+    """Validate *conflict_on* against *rows*; return the rows and their key tuples."""
+    if not conflict_on:
+        msg = "conflict_on must name at least one column"
+        raise RepositoryError(msg, model=info.model)
+    info.check_keys(conflict_on, what="conflict column")
+    scope = tenant_scope()
+    out = [dict(row) for row in rows]
+    if info.tenant and "tenant_id" in conflict_on and scope.tenant is not None:
+        out = [{"tenant_id": scope.tenant, **row} for row in out]
+    wanted: list[tuple[Any, ...]] = []
+    for row in out:
+        missing = [k for k in conflict_on if k not in row]
+        if missing:
+            msg = f"every row needs the conflict_on columns ({', '.join(missing)} missing)"
+            raise RepositoryError(msg, model=info.model)
+        # Compare keys as the database returns them ("3" -> 3, str -> UUID).
+        row.update({k: info.coerce_value(k, row[k]) for k in conflict_on})
+        wanted.append(tuple(row[k] for k in conflict_on))
+    if not duplicates and len(set(wanted)) != len(wanted):
+        msg = "two rows have the same conflict_on values"
+        raise RepositoryError(msg, model=info.model, detail={"fields": list(conflict_on)})
+    return out, wanted
+
+
+def first_rows(
+    info: ModelInfo,
+    rows: Sequence[dict[str, Any]],
+    wanted: Sequence[tuple[Any, ...]],
+    conflict_on: Sequence[str],
+) -> tuple[dict[tuple[Any, ...], dict[str, Any]], list[dict[str, Any]]]:
+    """The first row given for each key, and those rows in sorted key order, for inserting.
+
+    Keys of mixed types cannot be ordered: the rows then keep their input order.
+
+    Raises:
+        RepositoryError: A key value is ``None``.
+    """
+    if any(value is None for key in wanted for value in key):
+        msg = "conflict_on values must not be None"
+        raise RepositoryError(msg, model=info.model, detail={"fields": list(conflict_on)})
+    first: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for key, row in zip(wanted, rows, strict=True):
+        first.setdefault(key, row)
+    try:
+        ordered = [first[key] for key in sorted(first)]
+    except TypeError:  # keys of mixed types cannot be ordered: keep the input order
+        ordered = list(first.values())
+    return first, drop_defaulted_none(info, ordered)
+
+
+def _fold(value: Any) -> Any:
+    return value.casefold().rstrip(" ") if isinstance(value, str) else value
+
+
+def match_folded(found: dict[tuple[Any, ...], Any], wanted: Sequence[tuple[Any, ...]]) -> None:
+    """Map keys MariaDB/MySQL matched through their collation to the rows found.
+
+    They compare with the column collation (case-insensitive, PAD SPACE by default): the
+    row found for ``"Bob@x.org "`` may hold ``"bob@x.org"``.
+    """
+    folded = {tuple(map(_fold, key)): obj for key, obj in found.items()}
+    for w in wanted:
+        if w not in found and tuple(map(_fold, w)) in folded:
+            found[w] = folded[tuple(map(_fold, w))]

@@ -1,0 +1,187 @@
+"""Writes made of statements only, run on a synchronous ``Session`` by both flavours.
+
+The async repository runs each of these in one ``run_sync()`` call (one greenlet switch
+for the whole write, SAVEPOINT included); the synchronous twin calls them directly. The
+statement shapes they share with :mod:`sqla_repo._bulk` are built here too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select, delete, insert, select, update
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+
+from sqla_repo._hooks import INCLUDE_DELETED
+from sqla_repo._references import check_rows, tenant_references
+from sqla_repo._statements import ModelInfo, guard_criteria, update_values
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+    from sqlalchemy.orm import Session
+
+__all__ = [
+    "delete_one",
+    "delete_statement",
+    "guarded",
+    "insert_one",
+    "reread_statement",
+    "update_one",
+    "update_statement",
+]
+
+T = TypeVar("T")
+
+
+def update_statement(
+    info: ModelInfo,
+    criterion: ColumnElement[bool],
+    values: Mapping[str, Any],
+    *,
+    include_deleted: bool,
+    returning: bool,
+) -> Any:
+    """``UPDATE`` the visible rows matching *criterion*, returning them when *returning*."""
+    stmt = (
+        update(info.model)
+        .where(criterion, *guard_criteria(info, include_deleted=include_deleted))
+        .values(values)
+        .execution_options(synchronize_session=False, **{INCLUDE_DELETED: include_deleted})
+    )
+    if returning:
+        stmt = stmt.returning(info.model).execution_options(populate_existing=True)
+    return stmt
+
+
+def reread_statement(info: ModelInfo, criterion: ColumnElement[bool]) -> Select[Any]:
+    """Read the row matching *criterion* again, overwriting what the session holds."""
+    return (
+        select(info.model)
+        .where(criterion)
+        .execution_options(populate_existing=True, **{INCLUDE_DELETED: True})
+    )
+
+
+def delete_statement(
+    info: ModelInfo,
+    where: Iterable[ColumnElement[bool]],
+    include_deleted: bool,  # noqa: FBT001
+) -> Any:
+    """``DELETE`` the visible rows matching *where* (the scope is in the statement)."""
+    return (
+        delete(info.model)
+        .where(*where, *guard_criteria(info, include_deleted=include_deleted))
+        .execution_options(**{INCLUDE_DELETED: include_deleted})
+    )
+
+
+def guarded(
+    session: Session,
+    info: ModelInfo,
+    savepoint: str | None,
+    work: Callable[..., T],
+    *args: Any,
+    **kwargs: Any,
+) -> T:
+    """Run ``work(session, *args, **kwargs)``, inside ``SAVEPOINT savepoint`` if named.
+
+    The SAVEPOINT is plain SQL on the session's connection, unknown to the ``Session``:
+    only statements may run inside it, never a unit-of-work flush (a ``ROLLBACK TO``
+    would undo rows the ``Session`` believes written). A failed statement changes no
+    ORM state, so rolling back to the SAVEPOINT restores everything. Meant to run in
+    one ``run_sync()`` call: the whole write then costs one greenlet switch.
+    """
+    if savepoint is None:
+        return work(session, *args, **kwargs)
+    conn = session.connection(bind_arguments={"mapper": info.mapper})
+    conn.exec_driver_sql(f"SAVEPOINT {savepoint}")
+    try:
+        out = work(session, *args, **kwargs)
+    except BaseException:
+        # A lost connection took the transaction with it: its error is the one to see.
+        # On cancellation the ROLLBACK TO may fail too: its error then propagates and
+        # the driver discards the connection.
+        if not conn.invalidated:
+            conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {savepoint}")
+        raise
+    conn.exec_driver_sql(f"RELEASE SAVEPOINT {savepoint}")
+    return out
+
+
+_INSERT_ONE: dict[type[Any], tuple[Any, Any, tuple[str, ...]]] = {}
+"""Per class: ``INSERT … RETURNING`` the entity, the same returning its columns, their keys."""
+
+
+def insert_one(session: Session, info: ModelInfo, row: Mapping[str, Any], obj: Any = None) -> Any:
+    """Insert one row with an ORM ``INSERT … RETURNING``; return the persistent object.
+
+    Foreign keys into tenant tables are checked first (the ``before_flush`` check does
+    not run for statements). Column defaults, the version's first value and the hooks'
+    checks apply as for a flush. Given *obj*, a transient instance carrying *row*, the
+    returned column values are set on it and it is added to the session as the
+    persistent object of the row; otherwise the object built from the returned row is.
+    """
+    if tenant_references(info.mapper):
+        check_rows(session, info.mapper, [row])
+    statements = _INSERT_ONE.get(info.model)
+    if statements is None:
+        keys = tuple(sorted(info.column_keys))
+        statements = (
+            insert(info.model).returning(info.model),
+            insert(info.model).returning(*(getattr(info.model, k) for k in keys)),
+            keys,
+        )
+        _INSERT_ONE[info.model] = statements
+    entity_stmt, columns_stmt, keys = statements
+    if obj is None:
+        return session.execute(entity_stmt, dict(row)).scalars().unique().one()
+    returned = session.execute(columns_stmt, dict(row)).one()
+    for key, value in zip(keys, returned, strict=True):
+        set_committed_value(obj, key, value)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
+
+
+def delete_one(
+    session: Session,
+    info: ModelInfo,
+    criterion: ColumnElement[bool],
+    include_deleted: bool,  # noqa: FBT001
+) -> int:
+    """Run one ``DELETE`` of a single-table class's row; return the number deleted."""
+    stmt = delete_statement(info, (criterion,), include_deleted)
+    return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
+def update_one(
+    session: Session,
+    info: ModelInfo,
+    criterion: ColumnElement[bool],
+    values: Mapping[str, Any],
+    identity: ColumnElement[bool] | None,
+    *,
+    update_returning: bool,
+    include_deleted: bool = False,
+) -> Any:
+    """[`update_returning()`][sqla_repo._bulk.update_returning] for a single-table class.
+
+    Foreign keys into tenant tables in *values* are checked first.
+    """
+    if tenant_references(info.mapper):
+        check_rows(session, info.mapper, [values])
+    stmt = update_statement(
+        info,
+        criterion,
+        update_values(info, values),
+        include_deleted=include_deleted,
+        returning=update_returning,
+    )
+    if update_returning:
+        return session.execute(stmt).scalars().unique().one_or_none()
+    if not session.execute(stmt).rowcount:  # type: ignore[attr-defined]
+        return None
+    reread = reread_statement(info, criterion if identity is None else identity)
+    return session.scalars(reread).unique().one_or_none()
