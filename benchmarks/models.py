@@ -9,6 +9,9 @@ the same cache state. Each library maps it the way its documentation suggests:
 * sqla_repo composes ``IntegerPKMixin`` and ``TimestampMixin`` on a ``DeclarativeBase``;
 * advanced-alchemy uses its ``IdentityAuditBase`` (integer identity key plus
   ``created_at``/``updated_at``).
+
+The synchronous repositories (sqla_repo's ``SyncBaseRepository``, advanced-alchemy's
+``SQLAlchemySyncRepository``) work on the same mapped classes as their async forms.
 """
 
 from __future__ import annotations
@@ -21,14 +24,14 @@ from sqlalchemy import BigInteger, DateTime, Integer, String, Table
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from sqla_repo import BaseRepository, IntegerPKMixin, TimestampMixin
+from sqla_repo import BaseRepository, IntegerPKMixin, SyncBaseRepository, TimestampMixin
 
 # The competitors are optional: a contender whose library is missing is skipped.
 try:
     from advanced_alchemy.base import IdentityAuditBase
-    from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+    from advanced_alchemy.repository import SQLAlchemyAsyncRepository, SQLAlchemySyncRepository
 except ImportError:  # pragma: no cover - depends on the environment
-    IdentityAuditBase = SQLAlchemyAsyncRepository = None
+    IdentityAuditBase = SQLAlchemyAsyncRepository = SQLAlchemySyncRepository = None
 try:
     from fastcrud import FastCRUD
     from pydantic import BaseModel
@@ -54,8 +57,10 @@ class Models:
     repo_model: type[Any]
     repo_class: type[Any]
     repo_nosp_class: type[Any]
+    repo_sync_class: type[Any]
     aa_model: type[Any] | None
     aa_repo_class: type[Any] | None
+    aa_sync_repo_class: type[Any] | None
     fastcrud: Any | None
     fastcrud_create: type[Any] | None
 
@@ -100,7 +105,11 @@ def build(table_name: str, *, competitors: bool = True) -> Models:
     class ItemRepositoryWithoutSavepoints(ItemRepository):
         use_savepoints = False
 
-    aa_model = aa_repo_class = None
+    class SyncItemRepository(SyncBaseRepository[RepoItem]):  # type: ignore[valid-type]
+        filterable_fields = ("status",)
+        sortable_fields = ("created_at",)
+
+    aa_model = aa_repo_class = aa_sync_repo_class = None
     if competitors and IdentityAuditBase is not None:
 
         class AAItem(IdentityAuditBase):  # type: ignore[misc, valid-type]
@@ -114,7 +123,11 @@ def build(table_name: str, *, competitors: bool = True) -> Models:
         class AAItemRepository(SQLAlchemyAsyncRepository[AAItem]):  # type: ignore[misc]
             model_type = AAItem
 
+        class AASyncItemRepository(SQLAlchemySyncRepository[AAItem]):  # type: ignore[misc]
+            model_type = AAItem
+
         aa_model, aa_repo_class = AAItem, AAItemRepository
+        aa_sync_repo_class = AASyncItemRepository
 
     fastcrud = fastcrud_create = None
     if competitors and FastCRUD is not None:
@@ -133,8 +146,10 @@ def build(table_name: str, *, competitors: bool = True) -> Models:
         repo_model=RepoItem,
         repo_class=ItemRepository,
         repo_nosp_class=ItemRepositoryWithoutSavepoints,
+        repo_sync_class=SyncItemRepository,
         aa_model=aa_model,
         aa_repo_class=aa_repo_class,
+        aa_sync_repo_class=aa_sync_repo_class,
         fastcrud=fastcrud,
         fastcrud_create=fastcrud_create,
     )

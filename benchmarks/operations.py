@@ -6,6 +6,12 @@ sqla_repo and advanced-alchemy) and one argument, and does one operation the way
 of that library would write it. A handle is made once per timed sample, inside a fresh
 session whose transaction is rolled back after the sample, so every sample starts from
 the same table and an empty identity map.
+
+The synchronous contenders (``SYNC_CONTENDERS``: hand-written ORM code on a ``Session``,
+``SyncBaseRepository`` and advanced-alchemy's ``SQLAlchemySyncRepository``) are plain
+functions run on the backend's synchronous driver; the hand-written sync functions send
+the same statements in the same transaction shape as the async ones, and the sync
+contenders' ratios are to the hand-written sync ORM (``yardstick()``).
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from models import Models
 
@@ -26,7 +33,9 @@ try:
 except ImportError:  # pragma: no cover - the contender is skipped
     LimitOffset = None
 
-CONTENDERS = ("core", "orm", "sqla_repo", "sqla_repo_nosp", "advanced_alchemy", "fastcrud")
+ASYNC_CONTENDERS = ("core", "orm", "sqla_repo", "sqla_repo_nosp", "advanced_alchemy", "fastcrud")
+SYNC_CONTENDERS = ("orm_sync", "sqla_repo_sync", "advanced_alchemy_sync")
+CONTENDERS = ASYNC_CONTENDERS + SYNC_CONTENDERS
 LABELS = {
     "core": "SQLAlchemy Core",
     "orm": "hand-written ORM",
@@ -34,7 +43,24 @@ LABELS = {
     "sqla_repo_nosp": "sqla_repo, no savepoints",
     "advanced_alchemy": "advanced-alchemy",
     "fastcrud": "FastCRUD",
+    "orm_sync": "hand-written sync ORM",
+    "sqla_repo_sync": "sqla_repo sync",
+    "advanced_alchemy_sync": "advanced-alchemy sync",
 }
+
+
+# Each sync contender's async form, for the sync / async ratio.
+ASYNC_TWIN = {
+    "orm_sync": "orm",
+    "sqla_repo_sync": "sqla_repo",
+    "advanced_alchemy_sync": "advanced_alchemy",
+}
+
+
+def yardstick(contender: str) -> str:
+    """The hand-written contender a contender's ratio is to: the same flavour's ORM."""
+    return "orm_sync" if contender in SYNC_CONTENDERS else "orm"
+
 
 PAGE = 50
 
@@ -57,6 +83,9 @@ class Env:
     insert_returning: bool
     update_returning: bool
     rng: random.Random = field(default_factory=lambda: random.Random(20240501))
+    # The same database through the synchronous driver; None skips the sync contenders.
+    sync_engine: Engine | None = None
+    sync_maker: sessionmaker[Session] | None = None
 
     @property
     def is_mysql(self) -> bool:
@@ -76,13 +105,36 @@ async def make_handle(env: Env, contender: str, session: AsyncSession) -> Any:
     return session
 
 
+def make_sync_handle(env: Env, contender: str, session: Session) -> Any:
+    m = env.models
+    if contender == "sqla_repo_sync":
+        return m.repo_sync_class(session)
+    if contender == "advanced_alchemy_sync":
+        return m.aa_sync_repo_class(session=session)  # type: ignore[misc]
+    return session
+
+
 def available(env: Env) -> set[str]:
     out = {"core", "orm", "sqla_repo", "sqla_repo_nosp"}
     if env.models.aa_repo_class is not None:
         out.add("advanced_alchemy")
     if env.models.fastcrud is not None:
         out.add("fastcrud")
+    if env.sync_maker is not None:
+        out |= {"orm_sync", "sqla_repo_sync"}
+        if env.models.aa_sync_repo_class is not None:
+            out.add("advanced_alchemy_sync")
     return out
+
+
+class SyncReader:
+    """Lets the checks, written for an ``AsyncSession``, query a sync ``Session``."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    async def scalar(self, statement: Any) -> Any:
+        return self.session.scalar(statement)
 
 
 def ident(value: Any) -> Any:
@@ -127,6 +179,14 @@ async def get_fastcrud(env: Env, session: AsyncSession, key: int) -> Any:
     return await env.models.fastcrud.get(session, id=key)
 
 
+def get_orm_sync(env: Env, session: Session, key: int) -> Any:
+    return session.get(env.models.hand, key)
+
+
+def get_repo_sync(_env: Env, repo: Any, key: int) -> Any:
+    return repo.get(key)
+
+
 # -- create ---------------------------------------------------------------------------
 
 
@@ -156,6 +216,21 @@ async def create_aa(env: Env, repo: Any, values: dict[str, Any]) -> Any:
 async def create_fastcrud(env: Env, session: AsyncSession, values: dict[str, Any]) -> Any:
     m = env.models
     return await m.fastcrud.create(session, m.fastcrud_create(**values), commit=False)  # type: ignore[misc]
+
+
+def create_orm_sync(env: Env, session: Session, values: dict[str, Any]) -> Any:
+    obj = env.models.hand(**values)
+    session.add(obj)
+    session.flush()
+    return obj
+
+
+def create_repo_sync(_env: Env, repo: Any, values: dict[str, Any]) -> Any:
+    return repo.create(values)
+
+
+def create_aa_sync(env: Env, repo: Any, values: dict[str, Any]) -> Any:
+    return repo.add(env.models.aa_model(**values))  # type: ignore[misc]
 
 
 # -- bulk create ----------------------------------------------------------------------
@@ -262,6 +337,29 @@ async def search_fastcrud(env: Env, session: AsyncSession, _: object) -> Any:
         sort_columns=["created_at", "id"],
         sort_orders=["desc", "asc"],
         status="active",
+    )
+
+
+def search_orm_sync(env: Env, session: Session, _: object) -> Any:
+    model = env.models.hand
+    where = model.status == "active"
+    page = select(model).where(where).order_by(model.created_at.desc(), model.id).limit(PAGE)
+    items = session.scalars(page).all()
+    total = session.scalar(select(func.count()).select_from(model).where(where))
+    return items, total
+
+
+def search_repo_sync(env: Env, repo: Any, _: object) -> Any:
+    model = env.models.repo_model
+    return repo.search(model.status == "active", order_by=["-created_at"], limit=PAGE)
+
+
+def search_aa_sync(env: Env, repo: Any, _: object) -> Any:
+    model = env.models.aa_model
+    return repo.get_many_and_count(
+        model.status == "active",  # type: ignore[union-attr]
+        LimitOffset(limit=PAGE, offset=0),
+        order_by=[("created_at", True), ("id", False)],
     )
 
 
@@ -399,6 +497,22 @@ async def update_fastcrud(env: Env, session: AsyncSession, key: int) -> Any:
     )
 
 
+def update_orm_sync(env: Env, session: Session, key: int) -> Any:
+    obj = session.get(env.models.hand, key)
+    for name, value in _changes(key).items():
+        setattr(obj, name, value)
+    session.flush()
+    return obj
+
+
+def update_repo_sync(_env: Env, repo: Any, key: int) -> Any:
+    return repo.update(key, _changes(key))
+
+
+def update_aa_sync(env: Env, repo: Any, key: int) -> Any:
+    return repo.update(env.models.aa_model(id=key, **_changes(key)))  # type: ignore[misc]
+
+
 # -- delete by id ---------------------------------------------------------------------
 
 
@@ -419,6 +533,16 @@ async def delete_repo(_env: Env, repo: Any, key: int) -> Any:
 
 async def delete_fastcrud(env: Env, session: AsyncSession, key: int) -> Any:
     return await env.models.fastcrud.db_delete(session, id=key, commit=False)
+
+
+def delete_orm_sync(env: Env, session: Session, key: int) -> Any:
+    obj = session.get(env.models.hand, key)
+    session.delete(obj)
+    session.flush()
+
+
+def delete_repo_sync(_env: Env, repo: Any, key: int) -> Any:
+    return repo.delete(key)
 
 
 # -- upsert: 1k rows, half of them conflicting on the unique email ----------------------
@@ -525,7 +649,8 @@ class Operation:
     label: str
     per_sample: int
     reps: int
-    fns: dict[str, Callable[[Env, Any, Any], Awaitable[Any]]]
+    # Coroutine functions for the async contenders, plain functions for SYNC_CONTENDERS.
+    fns: dict[str, Callable[[Env, Any, Any], Any]]
     args: Callable[[Env, int, int], list[Any]]
     check: Callable[[Env, AsyncSession, Any, Any], Awaitable[None]] | None = None
     unit_note: str = ""
@@ -648,6 +773,9 @@ def _operations(env: Env, *, reps: int, heavy_reps: int, quick: bool) -> list[Op
                 "sqla_repo": get_repo,
                 "advanced_alchemy": get_repo,
                 "fastcrud": get_fastcrud,
+                "orm_sync": get_orm_sync,
+                "sqla_repo_sync": get_repo_sync,
+                "advanced_alchemy_sync": get_repo_sync,
             },
             args=lambda env, _rep, k: unique_keys(env, k),
             check=check_get,
@@ -663,6 +791,9 @@ def _operations(env: Env, *, reps: int, heavy_reps: int, quick: bool) -> list[Op
                 "sqla_repo": create_repo,
                 "advanced_alchemy": create_aa,
                 "fastcrud": create_fastcrud,
+                "orm_sync": create_orm_sync,
+                "sqla_repo_sync": create_repo_sync,
+                "advanced_alchemy_sync": create_aa_sync,
             },
             args=lambda _env, rep, k: new_rows(k, f"c{rep}"),
             check=check_create,
@@ -678,6 +809,9 @@ def _operations(env: Env, *, reps: int, heavy_reps: int, quick: bool) -> list[Op
                 "sqla_repo": update_repo,
                 "advanced_alchemy": update_aa,
                 "fastcrud": update_fastcrud,
+                "orm_sync": update_orm_sync,
+                "sqla_repo_sync": update_repo_sync,
+                "advanced_alchemy_sync": update_aa_sync,
             },
             args=lambda env, _rep, k: unique_keys(env, k),
             check=check_update,
@@ -693,6 +827,9 @@ def _operations(env: Env, *, reps: int, heavy_reps: int, quick: bool) -> list[Op
                 "sqla_repo": delete_repo,
                 "advanced_alchemy": delete_repo,
                 "fastcrud": delete_fastcrud,
+                "orm_sync": delete_orm_sync,
+                "sqla_repo_sync": delete_repo_sync,
+                "advanced_alchemy_sync": delete_repo_sync,
             },
             args=lambda env, _rep, k: unique_keys(env, k),
             check=check_delete,
@@ -758,6 +895,9 @@ def _operations(env: Env, *, reps: int, heavy_reps: int, quick: bool) -> list[Op
                 "sqla_repo": search_repo,
                 "advanced_alchemy": search_aa,
                 "fastcrud": search_fastcrud,
+                "orm_sync": search_orm_sync,
+                "sqla_repo_sync": search_repo_sync,
+                "advanced_alchemy_sync": search_aa_sync,
             },
             args=lambda _env, _rep, k: [None] * k,
             check=check_search,

@@ -2,6 +2,7 @@
 
     python benchmarks/profile_op.py --backend sqlite --op create --contender sqla_repo
     python benchmarks/profile_op.py --backend postgresql --op search --sort tottime --top 40
+    python benchmarks/profile_op.py --backend mariadb --op create --contender sqla_repo_sync
 
 Runs the operation ``--calls`` times (one rolled-back session per ``--per-session``
 calls, as the benchmark does) and prints the cProfile statistics, so a ratio in the
@@ -18,8 +19,9 @@ import sys
 
 import operations as ops
 from run import BACKENDS, DEFAULT_URLS, MAIN_TABLE, Backend, seed
-from sqlalchemy import func, select
+from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.orm import sessionmaker
 
 from models import build
 
@@ -30,6 +32,7 @@ async def amain(args: argparse.Namespace) -> None:
         server = args.url
     async with Backend(args.backend, server) as backend:
         engine = create_async_engine(backend.url)
+        sync_engine: Engine | None = None
         try:
             models = build(MAIN_TABLE)
             await seed(engine, models.table, args.rows)
@@ -58,6 +61,11 @@ async def amain(args: argparse.Namespace) -> None:
                 insert_returning=bool(engine.dialect.insert_returning),
                 update_returning=bool(engine.dialect.update_returning),
             )
+            sync = args.contender in ops.SYNC_CONTENDERS
+            if sync:
+                sync_engine = create_engine(backend.sync_url)
+                env.sync_engine = sync_engine
+                env.sync_maker = sessionmaker(sync_engine, expire_on_commit=False)
             op = next(
                 o
                 for o in ops.operations(env, reps=1, heavy_reps=1, quick=False)
@@ -71,6 +79,20 @@ async def amain(args: argparse.Namespace) -> None:
             profiler = cProfile.Profile()
             for number in range(sessions + 1):  # the first session warms the caches
                 arguments = op.args(env, number, args.per_session)
+                if sync:
+                    assert env.sync_maker is not None
+                    with env.sync_maker() as sync_session:
+                        try:
+                            handle = ops.make_sync_handle(env, args.contender, sync_session)
+                            sync_session.connection()
+                            if number:
+                                profiler.enable()
+                            for argument in arguments:
+                                fn(env, handle, argument)
+                            profiler.disable()
+                        finally:
+                            sync_session.rollback()
+                    continue
                 async with maker() as session:
                     try:
                         handle = await ops.make_handle(env, args.contender, session)
@@ -96,6 +118,8 @@ async def amain(args: argparse.Namespace) -> None:
             if args.dump:
                 stats.dump_stats(args.dump)
         finally:
+            if sync_engine is not None:
+                sync_engine.dispose()
             await engine.dispose()
 
 

@@ -7,7 +7,9 @@
 With ``--write``, the text between ``<!-- results:start -->`` and ``<!-- results:end -->``
 in the given file is replaced, so the page's figures always come from one results file;
 so is the text between ``<!-- summary:start -->`` and ``<!-- summary:end -->`` when the
-file has those markers (the summary table the page opens with).
+file has those markers (the summary table the page opens with). The synchronous
+contenders, where the run measured them, get rows of their own in the summary and a
+table of their own under each backend.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from run import TARGETS, evaluate_targets
+from run import SYNC_TARGETS, TARGETS, evaluate_targets
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_INPUT = HERE / "reference-results.json"
@@ -40,9 +42,34 @@ SUMMARY_OPS = {
 SUMMARY_AGAINST = {
     ("bulk_create_returning", "orm"): "ORM `insert().returning()`",
     ("bulk_insert", "core"): "Core `insert()`, executemany",
+    ("get", "orm_sync"): "hand-written sync ORM",
+    ("create", "orm_sync"): "hand-written sync ORM",
+    ("update", "orm_sync"): "hand-written sync ORM",
+    ("delete", "orm_sync"): "hand-written sync ORM",
+    ("search", "orm_sync"): "hand-written sync ORM",
+}
+# The sync repository's targets name its class: the async rows keep their names.
+SUMMARY_SYNC_OPS = {
+    "get": "`SyncBaseRepository.get(id)`",
+    "create": "`SyncBaseRepository.create()`",
+    "update": "`SyncBaseRepository.update(id, values)`",
+    "delete": "`SyncBaseRepository.delete(id)`",
+    "search": "`SyncBaseRepository.search()`, page and total",
+}
+# How the summary names the targets judged per operation, by kind.
+SUMMARY_GROUPS = {
+    "statements": "no more statements than hand-written",
+    "faster:advanced_alchemy": "faster than advanced-alchemy",
+    "faster:fastcrud": "faster than FastCRUD",
+    "statements:sync": "`SyncBaseRepository`: no more statements than hand-written sync",
+    "faster:advanced_alchemy_sync": (
+        "`SyncBaseRepository` faster than advanced-alchemy's `SQLAlchemySyncRepository`"
+    ),
 }
 
-CONTENDERS = ("core", "orm", "sqla_repo", "sqla_repo_nosp", "advanced_alchemy", "fastcrud")
+ASYNC_CONTENDERS = ("core", "orm", "sqla_repo", "sqla_repo_nosp", "advanced_alchemy", "fastcrud")
+SYNC_CONTENDERS = ("orm_sync", "sqla_repo_sync", "advanced_alchemy_sync")
+CONTENDERS = ASYNC_CONTENDERS + SYNC_CONTENDERS
 LABELS = {
     "core": "Core",
     "orm": "hand-written ORM",
@@ -50,7 +77,11 @@ LABELS = {
     "sqla_repo_nosp": "sqla_repo, no savepoints",
     "advanced_alchemy": "advanced-alchemy",
     "fastcrud": "FastCRUD",
+    "orm_sync": "hand-written sync ORM",
+    "sqla_repo_sync": "`SyncBaseRepository`",
+    "advanced_alchemy_sync": "advanced-alchemy `SQLAlchemySyncRepository`",
 }
+SYNC_DRIVERS = {"pysqlite": "sqlite3", "psycopg": "psycopg 3", "pymysql": "PyMySQL"}
 BACKENDS = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mariadb": "MariaDB"}
 TIMES, DASH, MINUS = "\u00d7", "\u2013", "\u2212"  # typographic signs for the tables
 
@@ -85,9 +116,19 @@ def server_name(result: dict[str, Any]) -> str:
     return server
 
 
+def has_sync(results: dict[str, Any]) -> bool:
+    """Whether any backend of the run measured a sync contender."""
+    return any(
+        c in op["contenders"]
+        for result in results["backends"].values()
+        for op in result.get("operations", {}).values()
+        for c in SYNC_CONTENDERS
+    )
+
+
 def operations_table(result: dict[str, Any]) -> list[str]:
     ops = result["operations"]
-    present = [c for c in CONTENDERS if any(c in op["contenders"] for op in ops.values())]
+    present = [c for c in ASYNC_CONTENDERS if any(c in op["contenders"] for op in ops.values())]
     rows = []
     for op in ops.values():
         row = [op["label"]]
@@ -104,6 +145,29 @@ def operations_table(result: dict[str, Any]) -> list[str]:
         row.append(fmt_ratio(repo["ratio_to_core"]) if repo else DASH)
         rows.append(row)
     return table(["operation", *(LABELS[c] for c in present), "sqla_repo ÷ Core"], rows)
+
+
+def sync_operations_table(result: dict[str, Any]) -> list[str]:
+    """The sync contenders' operations: ratios to the hand-written sync ORM, and the sync
+    repository's time divided by the async one's."""
+    ops = [op for op in result["operations"].values() if "orm_sync" in op["contenders"]]
+    present = [c for c in SYNC_CONTENDERS if any(c in op["contenders"] for op in ops)]
+    rows = []
+    for op in ops:
+        row = [op["label"]]
+        for contender in present:
+            stats = op["contenders"].get(contender)
+            if stats is None:
+                row.append(DASH)
+                continue
+            row.append(
+                f"{fmt_ratio(stats['ratio_to_orm_sync'])} · {fmt_time(stats['median_s'])} · "
+                f"{stats['statements']}"
+            )
+        mine, theirs = op["contenders"].get("sqla_repo_sync"), op["contenders"].get("sqla_repo")
+        row.append(fmt_ratio(mine["median_s"] / theirs["median_s"]) if mine and theirs else DASH)
+        rows.append(row)
+    return table(["operation", *(LABELS[c] for c in present), "sync ÷ async sqla_repo"], rows)
 
 
 def targets_table(results: dict[str, Any]) -> list[str]:
@@ -130,9 +194,10 @@ def _judged(met: bool, shown: str) -> str:
     return f"met {shown}" if met else f"**missed** {shown}"
 
 
-def _ratio_name(op: str, against: str, limit: float) -> str:
+def _ratio_name(op: str, against: str, limit: float, contender: str = "sqla_repo") -> str:
     yardstick = SUMMARY_AGAINST.get((op, against), "Core" if against == "core" else "hand-written")
-    return f"{SUMMARY_OPS.get(op, op)} ≤ {limit:.2f}{TIMES} {yardstick}"
+    names = SUMMARY_SYNC_OPS if contender == "sqla_repo_sync" else SUMMARY_OPS
+    return f"{names.get(op, op)} ≤ {limit:.2f}{TIMES} {yardstick}"
 
 
 def summary_table(results: dict[str, Any]) -> list[str]:
@@ -144,18 +209,26 @@ def summary_table(results: dict[str, Any]) -> list[str]:
     backends = list(results["backends"])
     # Every ratio target has a row, in the issue's order; a dash where it was not measured
     # (an operation left out with --ops, or a method this version does not have yet).
+    # The sync repository's rows follow the async ones, in a run that measured it.
     rows: dict[str, dict[str, str]] = {
         _ratio_name(op, against, limit): {} for op, against, limit, _ in TARGETS
     }
+    sync_rows: dict[str, dict[str, str]] = {}
+    if has_sync(results):
+        sync_rows = {
+            _ratio_name(op, against, limit, "sqla_repo_sync"): {}
+            for op, against, limit, _ in SYNC_TARGETS
+        }
     grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    labels: dict[str, str] = {}
     streams: dict[str, str] = {}
     for target in evaluate_targets(results):
         kind, backend = target.get("kind", "ratio"), target["backend"]
         if kind == "ratio":
-            name = _ratio_name(target["op"], target["against"], target["limit"])
+            contender = target.get("contender", "sqla_repo")
+            name = _ratio_name(target["op"], target["against"], target["limit"], contender)
             shown = fmt_ratio(target["figure"])
-            rows.setdefault(name, {})[backend] = _judged(target["met"], shown)
+            into = sync_rows if contender == "sqla_repo_sync" else rows
+            into.setdefault(name, {})[backend] = _judged(target["met"], shown)
         elif kind == "keyset_vs_page1":
             name = f"keyset page at 90 % depth ≤ {target['limit']:.2f}{TIMES} its page 1"
             shown = fmt_ratio(target["figure"])
@@ -167,18 +240,17 @@ def summary_table(results: dict[str, Any]) -> list[str]:
     for kind, per_backend in grouped.items():
         counts = {len(items) for items in per_backend.values()}
         many = f"{max(counts)} operations" if len(counts) == 1 else "each operation"
-        if kind == "statements":
-            labels[kind] = f"no more statements than hand-written ({many})"
-        else:
-            labels[kind] = f"faster than {LABELS[kind.split(':', 1)[1]]} ({many})"
+        label = f"{SUMMARY_GROUPS.get(kind, kind)} ({many})"
+        into = sync_rows if kind.endswith("sync") else rows
         for backend, items in per_backend.items():
             missed = [t["op"] for t in items if not t["met"]]
             shown = f"{len(items) - len(missed)} of {len(items)}"
             if missed:
                 shown += " (" + ", ".join(missed) + ")"
-            rows.setdefault(labels[kind], {})[backend] = _judged(not missed, shown)
+            into.setdefault(label, {})[backend] = _judged(not missed, shown)
     if streams:
         rows["`stream()` at constant memory"] = streams
+    rows.update(sync_rows)
     body = [[name, *(cells.get(b, DASH) for b in backends)] for name, cells in rows.items()]
     return table(["target", *(BACKENDS[b] for b in backends)], body, "l" * (len(backends) + 1))
 
@@ -329,11 +401,15 @@ def environment(results: dict[str, Any]) -> list[str]:
         "aiosqlite",
         "asyncpg",
         "asyncmy",
+        "psycopg",
+        "pymysql",
         "advanced-alchemy",
         "fastcrud",
         "pydantic",
     ):
-        rows.append([dist, versions.get(dist, DASH)])  # noqa: PERF401 - reads better
+        # The sync drivers only where the run recorded them (older runs did not).
+        if dist in versions or dist not in {"psycopg", "pymysql"}:
+            rows.append([dist, versions.get(dist, DASH)])  # noqa: PERF401 - reads better
     for backend, result in results["backends"].items():
         rows.append([BACKENDS[backend], server_name(result)])
     if source.get("commit"):
@@ -371,6 +447,10 @@ def render(results: dict[str, Any]) -> str:
     for backend, result in results["backends"].items():
         out += ["", f"### {BACKENDS[backend]} ({server_name(result)})", ""]
         out += operations_table(result)
+        if any("orm_sync" in op["contenders"] for op in result["operations"].values()):
+            driver = str(result.get("sync_url", "")).split("://", 1)[0].partition("+")[2]
+            out += ["", f"Synchronous, on a `Session` with {SYNC_DRIVERS.get(driver, driver)}:", ""]
+            out += sync_operations_table(result)
     out += ["", "### Count strategy for `search()`", ""]
     out += count_table(results)
     out += ["", "### Deep pages", ""]

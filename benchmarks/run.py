@@ -4,7 +4,10 @@ Every contender does the same work on the same table in the same run. Samples ar
 interleaved (A B C D E, B C D E A, ...), each one in a fresh session whose transaction is
 rolled back afterwards, and the median per operation is reported with its ratio to the
 hand-written ORM version and to SQLAlchemy Core, and the number of SQL statements one
-operation sends.
+operation sends. The synchronous contenders (``SyncBaseRepository``, hand-written code on
+a ``Session``, advanced-alchemy's sync repository) run on the same database through the
+backend's sync driver (sqlite3, psycopg, PyMySQL); their ratios are to the hand-written
+sync ORM version.
 
     python benchmarks/run.py                       # the full run: SQLite, PostgreSQL, MariaDB
     python benchmarks/run.py --quick               # a smoke test of the harness (< 1 minute)
@@ -30,15 +33,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import operations as ops
-from sqlalchemy import event, func, make_url, select, text
+from sqlalchemy import Engine, create_engine, event, func, make_url, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import NullPool
 from typing_extensions import Self
 
@@ -52,6 +56,8 @@ DEFAULT_URLS = {
     "postgresql": "postgresql+asyncpg://postgres@127.0.0.1:5432/test",
     "mariadb": "mysql+asyncmy://root@127.0.0.1:3306/test",
 }
+# The driver of the sync contenders on each backend: the run's URL with its driver swapped.
+SYNC_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg", "mariadb": "pymysql"}
 MAIN_TABLE = "bench_items"
 STREAM_TABLE = "bench_stream"
 
@@ -70,6 +76,33 @@ TARGETS = (
     ("bulk_insert", "core", 1.30, "bulk_insert <= 1.3x Core insertmanyvalues"),
     ("search", "orm", 1.10, "search page + total <= 1.10x hand-written two-query version"),
     ("keyset_deep", "orm", 1.15, "keyset page at depth 90% <= 1.15x hand-written keyset"),
+)
+# The same targets for SyncBaseRepository, against hand-written code on a sync Session.
+SYNC_TARGETS = (
+    ("get", "orm_sync", 1.10, "sync get by id <= 1.10x hand-written sync ORM"),
+    ("create", "orm_sync", 1.10, "sync create <= 1.10x hand-written sync ORM"),
+    ("update", "orm_sync", 0.80, "sync update by id with values <= 0.80x hand-written sync ORM"),
+    ("delete", "orm_sync", 0.70, "sync delete by id <= 0.70x hand-written sync ORM"),
+    (
+        "search",
+        "orm_sync",
+        1.10,
+        "sync search page + total <= 1.10x hand-written sync two-query version",
+    ),
+)
+# (contender judged, its ratio targets)
+JUDGED = (("sqla_repo", TARGETS), ("sqla_repo_sync", SYNC_TARGETS))
+# (contender, rival it should beat on every operation both run)
+RIVALS = (
+    ("sqla_repo", "advanced_alchemy"),
+    ("sqla_repo", "fastcrud"),
+    ("sqla_repo_sync", "advanced_alchemy_sync"),
+)
+# (contender, hand-written contender it should send no more statements than, target kind,
+# the target as worded before the operation's label)
+STATEMENT_PAIRS = (
+    ("sqla_repo", "orm", "statements", "statements <= hand-written"),
+    ("sqla_repo_sync", "orm_sync", "statements:sync", "sync statements <= hand-written sync"),
 )
 KEYSET_VS_PAGE1 = 1.25  # "about the cost of page 1": within 25 %
 STREAM_SLACK_KIB = 16 * 1024  # "constant memory": 10x the rows may grow the peak by <= 16 MiB
@@ -125,6 +158,8 @@ def versions() -> dict[str, str]:
         "aiosqlite",
         "asyncpg",
         "asyncmy",
+        "psycopg",
+        "pymysql",
         "advanced-alchemy",
         "fastcrud",
         "pydantic",
@@ -199,6 +234,11 @@ class Backend:
         elif self.server_url is not None:
             await _admin(self.server_url, f"DROP DATABASE IF EXISTS `{self.database}`")
 
+    @property
+    def sync_url(self) -> URL:
+        """The run's database through the backend's sync driver."""
+        return self.url.set(drivername=f"{self.url.get_backend_name()}+{SYNC_DRIVERS[self.name]}")
+
 
 async def server_version(engine: AsyncEngine) -> str:
     async with engine.connect() as conn:
@@ -244,8 +284,8 @@ async def seed(engine: AsyncEngine, table: Any, total: int) -> float:
 class StatementCounter:
     """Counts the statements sent to the database while attached."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine.sync_engine
+    def __init__(self, engine: AsyncEngine | Engine) -> None:
+        self.engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
         self.count = 0
 
     def _on_execute(self, *_: object) -> None:
@@ -260,36 +300,69 @@ class StatementCounter:
         event.remove(self.engine, "before_cursor_execute", self._on_execute)
 
 
-async def one_call(
-    env: ops.Env, contender: str, fn: Callable[..., Awaitable[Any]], arg: Any
-) -> tuple[Any, int]:
-    """Run one call in its own rolled-back session; return its result and statement count."""
-    async with env.maker() as session:
-        try:
-            handle = await ops.make_handle(env, contender, session)
-            await session.connection()
-            with StatementCounter(env.engine) as counter:
-                result = await fn(env, handle, arg)
-            return result, counter.count
-        finally:
-            await session.rollback()
+async def checked_call(
+    env: ops.Env, op: ops.Operation, contender: str, arg: Any, *, check: bool = True
+) -> int:
+    """Run one call in its own rolled-back session and return its statement count.
 
-
-async def checked_call(env: ops.Env, op: ops.Operation, contender: str, arg: Any) -> int:
-    """Run one call, check its effect and return its statement count."""
+    With *check*, the operation's check then verifies the call's effect in that session.
+    """
     fn = op.fns[contender]
+    if contender in ops.SYNC_CONTENDERS:
+        assert env.sync_engine is not None
+        assert env.sync_maker is not None
+        with env.sync_maker() as sync_session:
+            try:
+                handle = ops.make_sync_handle(env, contender, sync_session)
+                sync_session.connection()
+                with StatementCounter(env.sync_engine) as counter:
+                    result = fn(env, handle, arg)
+                if check and op.check is not None:
+                    await op.check(env, ops.SyncReader(sync_session), arg, result)  # type: ignore[arg-type]
+                return counter.count
+            finally:
+                sync_session.rollback()
     async with env.maker() as session:
         try:
             handle = await ops.make_handle(env, contender, session)
             await session.connection()
             with StatementCounter(env.engine) as counter:
                 result = await fn(env, handle, arg)
-            count = counter.count
-            if op.check is not None:
+            if check and op.check is not None:
                 await op.check(env, session, arg, result)
-            return count
+            return counter.count
         finally:
             await session.rollback()
+
+
+async def timed_sample(
+    env: ops.Env, contender: str, fn: Callable[..., Any], args: list[Any]
+) -> float:
+    """Time *fn* on each of *args* in one fresh session, rolled back after; seconds per call."""
+    if contender in ops.SYNC_CONTENDERS:
+        assert env.sync_maker is not None
+        with env.sync_maker() as sync_session:
+            try:
+                handle = ops.make_sync_handle(env, contender, sync_session)
+                sync_session.connection()  # check out and begin outside the timing
+                start = time.perf_counter()
+                for arg in args:
+                    fn(env, handle, arg)
+                elapsed = time.perf_counter() - start
+            finally:
+                sync_session.rollback()
+        return elapsed / len(args)
+    async with env.maker() as session:
+        try:
+            handle = await ops.make_handle(env, contender, session)
+            await session.connection()  # check out and begin outside the timing
+            start = time.perf_counter()
+            for arg in args:
+                await fn(env, handle, arg)
+            elapsed = time.perf_counter() - start
+        finally:
+            await session.rollback()
+    return elapsed / len(args)
 
 
 async def run_operation(env: ops.Env, op: ops.Operation, contenders: list[str]) -> dict[str, Any]:
@@ -300,7 +373,7 @@ async def run_operation(env: ops.Env, op: ops.Operation, contenders: list[str]) 
         args = op.args(env, warm_up, 2)
         if len(args) < 2:
             args = args * 2
-        await one_call(env, contender, op.fns[contender], args[0])  # caches, first connect
+        await checked_call(env, op, contender, args[0], check=False)  # caches, first connect
         statements = await checked_call(env, op, contender, args[1])
         out["contenders"][contender] = {"statements": statements, "samples": []}
     # Everything alive now stays: freezing it keeps the collection before each sample short.
@@ -310,26 +383,18 @@ async def run_operation(env: ops.Env, op: ops.Operation, contenders: list[str]) 
         args = op.args(env, rep, op.per_sample)
         shift = rep % len(names)
         for contender in names[shift:] + names[:shift]:
-            fn = op.fns[contender]
             gc.collect()
-            async with env.maker() as session:
-                try:
-                    handle = await ops.make_handle(env, contender, session)
-                    await session.connection()  # check out and begin outside the timing
-                    start = time.perf_counter()
-                    for arg in args:
-                        await fn(env, handle, arg)
-                    elapsed = time.perf_counter() - start
-                finally:
-                    await session.rollback()
-            out["contenders"][contender]["samples"].append(elapsed / len(args))
+            per_call = await timed_sample(env, contender, op.fns[contender], args)
+            out["contenders"][contender]["samples"].append(per_call)
     gc.unfreeze()
     for stats in out["contenders"].values():
         stats["median_s"] = statistics.median(stats["samples"])
     medians = {c: s["median_s"] for c, s in out["contenders"].items()}
     for stats in out["contenders"].values():
-        stats["ratio_to_orm"] = stats["median_s"] / medians["orm"]
-        stats["ratio_to_core"] = stats["median_s"] / medians["core"]
+        # ratio_to_orm_sync where the sync contenders ran: it is their yardstick
+        for base in ("orm", "core", "orm_sync"):
+            if base in medians:
+                stats[f"ratio_to_{base}"] = stats["median_s"] / medians[base]
     return out
 
 
@@ -505,6 +570,7 @@ async def run_backend(
     result: dict[str, Any] = {}
     async with Backend(name, server) as backend:
         engine = create_async_engine(backend.url)
+        sync_engine: Engine | None = None
         try:
             result["server"] = await server_version(engine)
             result["url"] = backend.url.render_as_string(hide_password=True)
@@ -540,6 +606,15 @@ async def run_backend(
                 insert_returning=bool(engine.dialect.insert_returning),
                 update_returning=bool(engine.dialect.update_returning),
             )
+            if set(args.contenders) & set(ops.SYNC_CONTENDERS):
+                try:
+                    sync_engine = create_engine(backend.sync_url)
+                except ImportError as exc:  # the driver is missing: skip the sync contenders
+                    log(f"  sync contenders skipped: {exc}")
+                else:
+                    env.sync_engine = sync_engine
+                    env.sync_maker = sessionmaker(sync_engine, expire_on_commit=False)
+                    result["sync_url"] = backend.sync_url.render_as_string(hide_password=True)
             contenders = sorted(ops.available(env) & set(args.contenders))
             operations = ops.operations(
                 env, reps=params["reps"], heavy_reps=params["heavy_reps"], quick=args.quick
@@ -563,6 +638,8 @@ async def run_backend(
                     stream_runs, backend.url, params["stream_rows"], both_sizes=not args.quick
                 )
         finally:
+            if sync_engine is not None:
+                sync_engine.dispose()
             await engine.dispose()
     result["load_average_after"] = os.getloadavg()
     return result
@@ -579,26 +656,53 @@ def fmt_time(seconds: float) -> str:
     return f"{seconds * 1e6:.0f} us"
 
 
-def print_backend(name: str, result: dict[str, Any]) -> None:
-    log(f"\n=== {name}: {result['server']}")
-    header = f"{'operation':<46}" + "".join(f"{ops.LABELS[c]:>28}" for c in ops.CONTENDERS)
+def _print_table(
+    operations: dict[str, Any], contenders: tuple[str, ...], second: Callable[..., float | None]
+) -> None:
+    header = f"{'operation':<46}" + "".join(f"{ops.LABELS[c]:>28}" for c in contenders)
     log(header)
     log("-" * len(header))
-    for op in result["operations"].values():
+    for op in operations.values():
+        if not any(c in op["contenders"] for c in contenders):
+            continue
         cells = []
-        for contender in ops.CONTENDERS:
+        for contender in contenders:
             stats = op["contenders"].get(contender)
             if stats is None:
                 cells.append(f"{'n/a':>28}")
                 continue
+            other = second(op, contender)
             cell = (
                 f"{fmt_time(stats['median_s'])} "
-                f"x{stats['ratio_to_orm']:.2f}/x{stats['ratio_to_core']:.2f} "
+                f"x{stats[f'ratio_to_{ops.yardstick(contender)}']:.2f}"
+                f"/{'-' if other is None else f'x{other:.2f}'} "
                 f"[{stats['statements']}]"
             )
             cells.append(f"{cell:>28}")
         log(f"{op['label'][:46]:<46}" + "".join(cells))
+
+
+def _to_core(op: dict[str, Any], contender: str) -> float | None:
+    return op["contenders"][contender].get("ratio_to_core")
+
+
+def _to_async_twin(op: dict[str, Any], contender: str) -> float | None:
+    twin = op["contenders"].get(ops.ASYNC_TWIN[contender])
+    return None if twin is None else op["contenders"][contender]["median_s"] / twin["median_s"]
+
+
+def print_backend(name: str, result: dict[str, Any]) -> None:
+    log(f"\n=== {name}: {result['server']}")
+    operations = result["operations"]
+    _print_table(operations, ops.ASYNC_CONTENDERS, _to_core)
     log("cell: median per operation, x ratio to hand-written ORM / x ratio to Core, [statements]")
+    if any(c in op["contenders"] for op in operations.values() for c in ops.SYNC_CONTENDERS):
+        log(f"\n--- {name}, sync: {result.get('sync_url', '')}")
+        _print_table(operations, ops.SYNC_CONTENDERS, _to_async_twin)
+        log(
+            "cell: median per operation, x ratio to hand-written sync ORM / "
+            "x ratio to the same contender's async form, [statements]"
+        )
     counts = result.get("count_strategy")
     if counts:
         for status, figures in counts.items():
@@ -615,23 +719,25 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for backend, result in results["backends"].items():
         operations = result.get("operations", {})
-        for op_name, against, limit, wording in TARGETS:
-            op = operations.get(op_name)
-            if op is None or "sqla_repo" not in op["contenders"] or against not in op["contenders"]:
-                continue
-            ratio = op["contenders"]["sqla_repo"][f"ratio_to_{against}"]
-            out.append(
-                {
-                    "backend": backend,
-                    "target": wording,
-                    "figure": ratio,
-                    "met": ratio <= limit,
-                    "kind": "ratio",
-                    "op": op_name,
-                    "against": against,
-                    "limit": limit,
-                }
-            )
+        for judged, targets in JUDGED:
+            for op_name, against, limit, wording in targets:
+                op = operations.get(op_name)
+                if op is None or judged not in op["contenders"] or against not in op["contenders"]:
+                    continue
+                ratio = op["contenders"][judged][f"ratio_to_{against}"]
+                out.append(
+                    {
+                        "backend": backend,
+                        "target": wording,
+                        "figure": ratio,
+                        "met": ratio <= limit,
+                        "kind": "ratio",
+                        "op": op_name,
+                        "contender": judged,
+                        "against": against,
+                        "limit": limit,
+                    }
+                )
         first, deep = operations.get("keyset_first"), operations.get("keyset_deep")
         if first and deep and "sqla_repo" in deep["contenders"]:
             ratio = (
@@ -649,37 +755,39 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "limit": KEYSET_VS_PAGE1,
                 }
             )
-        for rival in ("advanced_alchemy", "fastcrud"):
+        for contender, rival in RIVALS:
+            who = "" if contender == "sqla_repo" else f"{ops.LABELS[contender]} "
             for op_name, op in operations.items():
                 stats = op["contenders"]
-                if rival not in stats or "sqla_repo" not in stats or op_name == "search_filters":
+                if rival not in stats or contender not in stats or op_name == "search_filters":
                     continue
-                ratio = stats["sqla_repo"]["median_s"] / stats[rival]["median_s"]
+                ratio = stats[contender]["median_s"] / stats[rival]["median_s"]
                 out.append(
                     {
                         "backend": backend,
-                        "target": f"faster than {ops.LABELS[rival]}: {op['label']}",
+                        "target": f"{who}faster than {ops.LABELS[rival]}: {op['label']}",
                         "figure": ratio,
                         "met": ratio < 1,
                         "kind": f"faster:{rival}",
                         "op": op_name,
                     }
                 )
-        for op_name, op in operations.items():
-            stats = op["contenders"]
-            if "sqla_repo" not in stats or "orm" not in stats or op_name == "search_filters":
-                continue
-            mine, theirs = stats["sqla_repo"]["statements"], stats["orm"]["statements"]
-            out.append(
-                {
-                    "backend": backend,
-                    "target": f"statements <= hand-written: {op['label']}",
-                    "figure": f"{mine} vs {theirs}",
-                    "met": mine <= theirs,
-                    "kind": "statements",
-                    "op": op_name,
-                }
-            )
+        for contender, hand, kind, wording in STATEMENT_PAIRS:
+            for op_name, op in operations.items():
+                stats = op["contenders"]
+                if contender not in stats or hand not in stats or op_name == "search_filters":
+                    continue
+                mine, theirs = stats[contender]["statements"], stats[hand]["statements"]
+                out.append(
+                    {
+                        "backend": backend,
+                        "target": f"{wording}: {op['label']}",
+                        "figure": f"{mine} vs {theirs}",
+                        "met": mine <= theirs,
+                        "kind": kind,
+                        "op": op_name,
+                    }
+                )
         stream = result.get("stream", {}).get("sqla_repo")
         if stream and len(stream) == 2:
             small, large = (stream[k] for k in sorted(stream, key=int))
@@ -760,6 +868,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.contenders = [c for c in args.contenders.split(",") if c]
     if "orm" not in args.contenders or "core" not in args.contenders:
         parser.error("the ratios need the core and orm contenders")
+    for contender in args.contenders:
+        if contender not in ops.CONTENDERS:
+            parser.error(f"unknown contender {contender!r}")
+    if set(args.contenders) & set(ops.SYNC_CONTENDERS) and "orm_sync" not in args.contenders:
+        parser.error("the sync contenders' ratios need the orm_sync contender")
     return args
 
 
