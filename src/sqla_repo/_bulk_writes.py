@@ -93,7 +93,7 @@ class BulkWrites(_reads.Reads[ModelT], _transactions.Transactions[ModelT]):
         rows = builtins.list(rows)
         for row in rows:
             if isinstance(row, Mapping):
-                self._info.check_values(row)
+                self._info.check_values(row, keys=self._info.pk_keys_set)
             self._check_tenant_value(row)
         async with self._guard(several=len(rows) > 1):
             await self._check_references(rows)
@@ -211,7 +211,8 @@ class BulkWrites(_reads.Reads[ModelT], _transactions.Transactions[ModelT]):
         values = _row_prep.row_dicts(self._info, rows)
         if not values:
             return []
-        self._info.check_rows(values)
+        # Conflict keys are compared as the column's type ("3" is 3): coerced, not refused.
+        self._info.check_rows(values, keys=kwargs["conflict_on"])
         for row in values:
             self._check_tenant_value(row, insert=True)
         async with self._guard(several=True):

@@ -26,6 +26,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import types as sqltypes
+from sqlalchemy.orm.attributes import QueryableAttribute
+from sqlalchemy.sql.elements import ClauseElement
 
 from sqla_repo._converters import (
     COERCERS,
@@ -129,8 +131,13 @@ def check_value(value: object, type_: sqltypes.TypeEngine[Any]) -> None:
 
     Unlike [`coerce`][sqla_repo._coerce.coerce], nothing is converted: a value of the
     column's Python type is checked against the column's domain on every backend (the
-    union of what any of them refuses or changes), and a value of another type is left
-    to the column type and the driver, whose errors are translated. Refused: integers
+    union of what any of them refuses or changes). For a column of a plain SQL type (no
+    ``TypeDecorator``, whose own bind processing may accept other values), a value of
+    another Python type is refused too, since backends would round it (``1.5`` into an
+    integer), reinterpret it or store it as given (text in SQLite's number columns):
+    integer columns take ``int``, number columns ``int``, ``float`` and ``Decimal``,
+    text columns ``str``, ``Uuid`` columns ``uuid.UUID`` (text that is a UUID when
+    ``as_uuid=False``). SQL expressions are left to the statement. Refused: integers
     beyond the column's width; numbers that are not finite, beyond a ``Numeric``
     column's precision or with more decimal places than its scale (PostgreSQL and
     MariaDB would round them, SQLite would store them as given); floats beyond float32
@@ -144,7 +151,7 @@ def check_value(value: object, type_: sqltypes.TypeEngine[Any]) -> None:
     Raises:
         CoercionError: The value is one the column cannot hold on some backend.
     """
-    if value is None:
+    if value is None or isinstance(value, SQL_VALUES):
         return
     inner = unwrap(type_)
     if isinstance(inner, sqltypes.JSON):
@@ -160,9 +167,36 @@ def check_value(value: object, type_: sqltypes.TypeEngine[Any]) -> None:
         ):
             return
         raise invalid(expected="choice")
+    if type_ is inner:
+        _check_python_type(value, target, inner)
     checker = _WRITE_CHECKS.get(target)
     if checker is not None:
         checker(value, type_, inner)
+
+
+SQL_VALUES = (ClauseElement, QueryableAttribute)
+"""Values that are SQL (``func.lower(...)``, ``Model.column + 1``): the statement's business."""
+
+_ACCEPTED: dict[type[Any], tuple[tuple[type[Any], ...], str]] = {
+    int: ((int,), "integer"),
+    Decimal: ((int, Decimal, float), "number"),
+    float: ((int, float, Decimal), "number"),
+    str: ((str,), "string"),
+}
+"""The Python types a column of a plain SQL type takes, by the type it reads back as."""
+
+
+def _check_python_type(value: object, target: Any, inner: sqltypes.TypeEngine[Any]) -> None:
+    """Refuse a value of another Python type than a plain column of *inner* holds."""
+    if isinstance(inner, sqltypes.Uuid):
+        accepted: tuple[type[Any], ...] = (uuid.UUID,) if inner.as_uuid else (str,)
+        expected = "UUID"
+    else:
+        accepted, expected = _ACCEPTED.get(target, ((object,), ""))
+    if not isinstance(value, accepted):
+        raise invalid(expected=expected)
+    if isinstance(value, str) and isinstance(inner, sqltypes.Uuid):
+        to_uuid(value, inner)  # text in an ``as_uuid=False`` column must be a UUID
 
 
 def value_checker(type_: sqltypes.TypeEngine[Any]) -> Callable[[object], None] | None:
@@ -180,9 +214,19 @@ def value_checker(type_: sqltypes.TypeEngine[Any]) -> Callable[[object], None] |
     if isinstance(inner, sqltypes.Enum):
         return lambda value: check_value(value, type_)
     checker = _WRITE_CHECKS.get(target)
-    if checker is None:
+    typed = type_ is inner and (target in _ACCEPTED or isinstance(inner, sqltypes.Uuid))
+    if checker is None and not typed:
         return None
-    return lambda value: checker(value, type_, inner)
+
+    def check(value: object) -> None:
+        if isinstance(value, SQL_VALUES):
+            return
+        if typed:
+            _check_python_type(value, target, inner)
+        if checker is not None:
+            checker(value, type_, inner)
+
+    return check
 
 
 def check_values(

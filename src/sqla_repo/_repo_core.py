@@ -312,20 +312,25 @@ class RepositoryCore(Generic[ModelT, SessionT]):
         return builtins.list(result.all())
 
     def _ready_statements(
-        self, objs: Sequence[Any], options: Sequence[ExecutableOption]
+        self, objs: Sequence[Any], options: Sequence[ExecutableOption], *, expired: bool = False
     ) -> builtins.list[Select[Any]]:
         """The ``SELECT``s by key that load what the returned *objs* must have (maybe none).
 
         That is the relationships the model declares eager and those named by
-        ``default_options`` and *options*, for the objects that miss something.
+        ``default_options`` and *options*, and with *expired* the columns a flush expired
+        (written as SQL expressions), for the objects that miss something.
         """
         loaders = (*self.default_options, *options)
         eager = self._info.eager_keys
-        if not objs or not (loaders or eager):
+        if not objs or not (loaders or eager or expired):
             return []
-        states = [sa_inspect(o) for o in objs]
         states = [
-            st for st in states if st.persistent and (loaders or not eager.isdisjoint(st.unloaded))
+            st
+            for st in map(sa_inspect, objs)
+            if st.persistent
+            and (
+                loaders or not eager.isdisjoint(st.unloaded) or (expired and st.expired_attributes)
+            )
         ]
         if not states:
             return []

@@ -24,6 +24,7 @@ from sqlalchemy.sql.dml import Delete, Insert, Update, UpdateBase
 from sqlalchemy.sql.selectable import CTE, Join, Select, TableClause
 from sqlalchemy.sql.util import find_tables
 
+from sqla_repo._plain_tables import SCOPED
 from sqla_repo._scoped_tables import (
     UNSCOPED,
     forget,
@@ -328,7 +329,8 @@ def extra_from_criteria(
                     "that cannot be filtered; use a subquery instead."
                 )
                 raise unscoped(scoped.class_, msg)
-            out.append(build(source.c[key]))
+            # Marked, so that the compile-time check knows this FROM carries criteria.
+            out.append(build(source.c[key]._annotate({SCOPED: True})))  # noqa: SLF001
     return out
 
 

@@ -27,9 +27,16 @@ from sqlalchemy import (
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper
 from sqlalchemy.orm.decl_base import _declarative_constructor
-from sqlalchemy.sql import ClauseElement, Join
+from sqlalchemy.sql import Join
 
-from sqla_repo._coerce import UNSUPPORTED, CoercionError, coerce, python_type, value_checker
+from sqla_repo._coerce import (
+    SQL_VALUES,
+    UNSUPPORTED,
+    CoercionError,
+    coerce,
+    python_type,
+    value_checker,
+)
 from sqla_repo._sql import is_query_expression
 from sqla_repo.context import tenant_scope
 from sqla_repo.exceptions import (
@@ -160,7 +167,7 @@ class ModelInfo:
             if (checker := value_checker(column.type)) is not None
         }
 
-    def check_values(self, values: Mapping[str, Any]) -> None:
+    def check_values(self, values: Mapping[str, Any], *, keys: Iterable[str] = ()) -> None:
         """Refuse a written value its column cannot hold exactly on every backend.
 
         The write-side twin of the filters' coercion (see
@@ -169,6 +176,9 @@ class ModelInfo:
         naming no column (relationships) and SQL expressions are left alone. Each
         column's type is examined once per class, not per value.
 
+        The *keys* identify the row rather than being written (a primary key in
+        ``bulk_update()``): they are coerced like filter values instead, and skipped here.
+
         Raises:
             InvalidValueError: A value the column cannot hold; ``detail`` names the
                 ``field`` and the ``reason``, never the value.
@@ -176,7 +186,9 @@ class ModelInfo:
         checkers = self._checkers
         for key, value in values.items():
             checker = checkers.get(key)
-            if checker is None or value is None or isinstance(value, ClauseElement):
+            if checker is None or value is None or isinstance(value, SQL_VALUES):
+                continue
+            if keys and key in keys:
                 continue
             try:
                 checker(value)
@@ -185,10 +197,11 @@ class ModelInfo:
                     exc.message, model=self.model, detail={"field": key, "reason": exc.reason}
                 ) from None
 
-    def check_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
+    def check_rows(self, rows: Iterable[Mapping[str, Any]], *, keys: Iterable[str] = ()) -> None:
         """[`check_values()`][sqla_repo._statements.ModelInfo.check_values] for each row."""
+        keys = frozenset(keys)
         for row in rows:
-            self.check_values(row)
+            self.check_values(row, keys=keys)
 
     def instance_values(self, obj: Any) -> dict[str, Any]:
         """The column values set on *obj*, by attribute key."""

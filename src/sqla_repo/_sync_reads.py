@@ -404,14 +404,17 @@ class Reads(RepositoryCore[ModelT, Session]):
             if len(rows) < batch_size:
                 return
 
-    def _ready(self, objs: Sequence[Any], options: Sequence[ExecutableOption]) -> None:
+    def _ready(
+        self, objs: Sequence[Any], options: Sequence[ExecutableOption], *, expired: bool = False
+    ) -> None:
         """Load what a returned object must have, so that touching it needs no lazy IO.
 
         That is the relationships the model declares eager (``lazy="joined"``,
         ``"selectin"``…) and those named by ``default_options`` and *options*. One
         ``SELECT`` by key loads whatever is not loaded yet (loaded attributes are kept),
-        and is skipped when nothing is missing.
+        and is skipped when nothing is missing. With *expired*, columns the flush expired
+        (written as SQL expressions) are loaded too.
         """
-        for stmt in self._ready_statements(objs, options):
+        for stmt in self._ready_statements(objs, options, expired=expired):
             with translate_read_errors(self.model):
                 (self.session.scalars(stmt)).unique().all()

@@ -23,6 +23,7 @@ from sqla_repo import (
     _sync_reads,
     _sync_transactions,
 )
+from sqla_repo._coerce import SQL_VALUES
 from sqla_repo._repo_core import ModelT, _foreign_flush_listeners
 from sqla_repo._statements import pk_criterion, update_values
 from sqla_repo._translate import translate_read_errors
@@ -110,7 +111,7 @@ class Writes(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[ModelT])
             )
             self.session.add(obj)
             self.session.flush()
-        self._ready([obj], options)
+        self._ready([obj], options, expired=True)
         return obj
 
     def _insert_statement_fits(
@@ -125,8 +126,10 @@ class Writes(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[ModelT])
             dispatch.before_insert
             or dispatch.after_insert
             or _foreign_flush_listeners(self.session)
+            # A SQL expression is evaluated by the flush, not bound as a value.
+            or any(isinstance(value, SQL_VALUES) for value in values.values())
         ):
-            return False  # the application listens to the unit of work: let it see this row
+            return False  # or the application listens to the unit of work: let it see this row
         if is_mapping:
             if not info.relationship_keys.isdisjoint(values):
                 return False

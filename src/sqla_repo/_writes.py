@@ -15,6 +15,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import lazyload
 
 from sqla_repo import _bulk, _reads, _row_prep, _statement_writes, _transactions
+from sqla_repo._coerce import SQL_VALUES
 from sqla_repo._repo_core import ModelT, _foreign_flush_listeners
 from sqla_repo._statements import pk_criterion, update_values
 from sqla_repo._translate import translate_read_errors
@@ -102,7 +103,7 @@ class Writes(_reads.Reads[ModelT], _transactions.Transactions[ModelT]):
             )
             self.session.add(obj)
             await self.session.flush()
-        await self._ready([obj], options)
+        await self._ready([obj], options, expired=True)
         return obj
 
     async def _insert_statement_fits(
@@ -117,8 +118,10 @@ class Writes(_reads.Reads[ModelT], _transactions.Transactions[ModelT]):
             dispatch.before_insert
             or dispatch.after_insert
             or _foreign_flush_listeners(self.session)
+            # A SQL expression is evaluated by the flush, not bound as a value.
+            or any(isinstance(value, SQL_VALUES) for value in values.values())
         ):
-            return False  # the application listens to the unit of work: let it see this row
+            return False  # or the application listens to the unit of work: let it see this row
         if is_mapping:
             if not info.relationship_keys.isdisjoint(values):
                 return False

@@ -34,6 +34,7 @@ from recorder import StatementLog
 from repositories import DocumentRepository
 from sqla_repo import (
     ForeignKeyViolationError,
+    InvalidValueError,
     TenantMismatchError,
     TenantRequiredError,
     all_tenants,
@@ -272,7 +273,11 @@ CONVERSIONS: dict[str, Callable[[int], Any]] = {
 
 @pytest.mark.parametrize("conversion", list(CONVERSIONS))
 async def test_values_the_key_cannot_hold_are_refused(session, conversion):
-    """1.0, Decimal(1), "1.0" or True could be converted by the database into a link."""
+    """1.0, Decimal(1), "1.0" or True could be converted by the database into a link.
+
+    A float, a Decimal or text is not an integer column's type: refused as a value
+    (``InvalidValueError``). ``True`` is an ``int``: refused as a missing reference.
+    """
     with tenant("acme"):
         secret = await FolderRepository(session).create({"name": "secret"})
     value = CONVERSIONS[conversion](secret.id)
@@ -282,7 +287,8 @@ async def test_values_the_key_cannot_hold_are_refused(session, conversion):
             lambda: shortcuts.create({"folder_id": value}),
             lambda: shortcuts.bulk_create([{"folder_id": value}]),
         ):
-            with pytest.raises(ForeignKeyViolationError):
+            expected = ForeignKeyViolationError if conversion == "bool" else InvalidValueError
+            with pytest.raises(expected):
                 await write()
     with all_tenants():
         assert await ShortcutRepository(session).count() == 0

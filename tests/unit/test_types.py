@@ -32,7 +32,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     Uuid,
+    func,
     select,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -400,6 +402,16 @@ class TestFilterDomains:
         assert coerce(value, Uuid(), max_length=None) == value
 
 
+class _Lenient(TypeDecorator[int]):
+    """An integer column whose bind processing takes text: other types are its business."""
+
+    impl = Integer
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, _dialect: Any) -> Any:
+        return None if value is None else len(value)
+
+
 class TestWriteDomains:
     @pytest.mark.parametrize(
         ("value", "type_"),
@@ -419,6 +431,14 @@ class TestWriteDomains:
             pytest.param(MARIADB_NCS, Uuid(), id="ncs-uuid"),
             pytest.param({"a": [math.inf]}, JSON(), id="json-infinity"),
             pytest.param({"a\ud800": 1}, JSON(), id="json-surrogate"),
+            pytest.param(1.5, Integer(), id="float-in-integer"),
+            pytest.param(Decimal(2), Integer(), id="decimal-in-integer"),
+            pytest.param("12", Integer(), id="text-in-integer"),
+            pytest.param("1.005", Numeric(5, 2), id="text-in-numeric"),
+            pytest.param(12345, String(5), id="integer-in-string"),
+            pytest.param(str(uuid.UUID(int=5)), Uuid(), id="text-in-uuid"),
+            pytest.param(uuid.UUID(int=5), Uuid(as_uuid=False), id="uuid-in-uuid-as-text"),
+            pytest.param("nope", Uuid(as_uuid=False), id="not-a-uuid-as-text"),
         ],
     )
     def test_refused(self, value: object, type_: Any) -> None:
@@ -439,7 +459,12 @@ class TestWriteDomains:
             pytest.param(dt.datetime(2024, 1, 1), DateTime(), id="naive-in-naive"),  # noqa: DTZ001
             pytest.param(dt.datetime(2024, 1, 1, tzinfo=UTC), UTCDateTime(), id="aware"),
             pytest.param({"a": [1, 2.5, None, "😀"]}, JSON(), id="json"),
-            pytest.param("not an int", Integer(), id="other-type-left-to-the-driver"),
+            pytest.param("not an int", _Lenient(), id="decorator-decides-other-types"),
+            pytest.param(2, Numeric(5, 2), id="integer-in-numeric"),
+            pytest.param(Decimal("2.5"), Float(), id="decimal-in-float"),
+            pytest.param(True, Integer(), id="bool-in-integer"),
+            pytest.param(str(uuid.UUID(int=5)), Uuid(as_uuid=False), id="text-in-uuid-as-text"),
+            pytest.param(func.lower("A"), String(5), id="sql-expression"),
             pytest.param(None, Integer(), id="null"),
         ],
     )
