@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, func, insert, select, tuple_, update
 from sqlalchemy.orm import lazyload
 
-from sqla_repo import _joined
+from sqla_repo import _io, _joined
 from sqla_repo._hooks import INCLUDE_DELETED
 from sqla_repo._row_prep import (
     chunks,
@@ -25,7 +25,12 @@ from sqla_repo._row_prep import (
     match_folded,
     merge_by_key,
 )
-from sqla_repo._statement_writes import delete_statement, reread_statement, update_statement
+from sqla_repo._statement_writes import (
+    delete_statement,
+    record_new,
+    reread_statement,
+    update_statement,
+)
 from sqla_repo._statements import ModelInfo, bulk_update_statement, guard_criteria
 from sqla_repo._upsert import binds_after_values, update_keys, upsert_statement
 from sqla_repo.exceptions import ConflictError
@@ -83,6 +88,7 @@ async def insert_returning(
         )
         for index, obj in zip(indexes, objs, strict=True):
             out[index] = obj
+    await _io.run_sync(session, record_new, out)
     return out
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, delete, insert, select, update
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.base import instance_state
 
 from sqla_repo._hooks import INCLUDE_DELETED
 from sqla_repo._references import check_rows, tenant_references
@@ -129,20 +131,57 @@ def insert_one(session: Session, info: ModelInfo, row: Mapping[str, Any], obj: A
     if statements is None:
         keys = tuple(sorted(info.column_keys))
         statements = (
-            insert(info.model).returning(info.model),
+            # A row inserted under the key of an object still in the identity map (its row
+            # was deleted behind the session) replaces that object's stale state.
+            insert(info.model).returning(info.model).execution_options(populate_existing=True),
             insert(info.model).returning(*(getattr(info.model, k) for k in keys)),
             keys,
         )
         _INSERT_ONE[info.model] = statements
     entity_stmt, columns_stmt, keys = statements
     if obj is None:
-        return session.execute(entity_stmt, dict(row)).scalars().unique().one()
-    returned = session.execute(columns_stmt, dict(row)).one()
-    for key, value in zip(keys, returned, strict=True):
-        set_committed_value(obj, key, value)
-    make_transient_to_detached(obj)
-    session.add(obj)
+        obj = session.execute(entity_stmt, dict(row)).scalars().unique().one()
+    else:
+        returned = session.execute(columns_stmt, dict(row)).one()
+        for key, value in zip(keys, returned, strict=True):
+            set_committed_value(obj, key, value)
+        make_transient_to_detached(obj)
+        _attach(session, obj)
+    record_new(session, (obj,))
     return obj
+
+
+def _attach(session: Session, obj: Any) -> None:
+    """Add *obj*, now holding a row just inserted, to the session as that row's object.
+
+    An object under the same key in the identity map stands for a row that was deleted
+    behind the session (the INSERT succeeded): it is stale, and gives way.
+    """
+    try:
+        session.add(obj)
+    except InvalidRequestError:
+        stale = session.identity_map.get(instance_state(obj).key)  # type: ignore[arg-type]
+        if stale is None or stale is obj:
+            raise
+        session.expunge(stale)
+        session.add(obj)
+
+
+def record_new(session: Session, objs: Iterable[Any]) -> None:
+    """Let a rollback take away the objects a statement inserted, as it does flushed ones.
+
+    A flush records the objects it inserts in the session's current transaction, whose
+    rollback (a SAVEPOINT's included) expunges them. Objects loaded from an
+    ``INSERT … RETURNING`` are not recorded: after a rollback they would stay in the
+    identity map, ghosts of rows that no longer exist, returned by ``get()`` without a
+    query. SQLAlchemy has no public call for this; the flush's own bookkeeping is used.
+    """
+    transaction = session._transaction  # noqa: SLF001
+    if transaction is None:
+        return
+    new = transaction._new  # noqa: SLF001
+    for obj in objs:
+        new[instance_state(obj)] = True
 
 
 def delete_one(

@@ -155,9 +155,8 @@ class ModelInfo:
             and mapper.inherits is None
             and (mapper.version_id_col is None or callable(mapper.version_id_generator))
         )
-        # Whether building an object from a mapping runs nothing of the application's
-        # (the declarative constructor, no @validates): a statement may then take the
-        # mapping as it is.
+        # Whether the constructor is the declarative one and no @validates exists; see
+        # builds_plainly() for what can change after the class is mapped.
         self.plain_init = (
             mapper.class_manager.original_init is _declarative_constructor and not mapper.validators
         )
@@ -166,6 +165,21 @@ class ModelInfo:
             for key, column in self.columns.items()
             if (checker := value_checker(column.type)) is not None
         }
+
+    def builds_plainly(self, keys: Iterable[str]) -> bool:
+        """Whether building an object from a mapping with *keys* runs no application code.
+
+        That is the declarative constructor, no ``@validates``, no ``init`` listener on
+        the class and no ``set`` listener on the attributes: a statement may then take
+        the mapping as it is. Listeners can be added at any time, so they are looked
+        at on every call.
+        """
+        if not self.plain_init:
+            return False
+        manager = self.mapper.class_manager
+        if manager.dispatch.init:
+            return False
+        return not any(key in manager and manager[key].dispatch.set for key in keys)
 
     def check_values(self, values: Mapping[str, Any], *, keys: Iterable[str] = ()) -> None:
         """Refuse a written value its column cannot hold exactly on every backend.

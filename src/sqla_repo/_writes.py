@@ -80,7 +80,7 @@ class Writes(_reads.Reads[ModelT], _transactions.Transactions[ModelT]):
         )
         info.check_values(values)
         if await self._insert_statement_fits(obj_or_mapping, values, is_mapping=is_mapping):
-            if is_mapping and not info.plain_init:
+            if is_mapping and not info.builds_plainly(values):
                 # The model's own constructor or validators run, as on the flush path.
                 obj_or_mapping = self.model(**values)
                 values = info.instance_values(obj_or_mapping)

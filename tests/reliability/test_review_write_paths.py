@@ -273,14 +273,6 @@ async def test_flush_listener_added_after_first_use_sees_the_row(db):
     assert flushed == ["second"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "create(mapping) on the statement path never builds the object, so an 'init' "
-        "listener of the model does not run (the row misses the value it sets: a NOT NULL "
-        "ConflictError here); ModelInfo.plain_init looks only at __init__ and @validates"
-    ),
-)
 async def test_init_listener_runs_for_a_mapping(db):
     """A model's ``init`` listener fills defaults: the unit of work runs it, so must create()."""
     repo = Articles(db)
@@ -294,13 +286,6 @@ async def test_init_listener_runs_for_a_mapping(db):
     assert obj.status == "draft"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "create(mapping) on the statement path skips attribute 'set' listeners "
-        "(retval=True normalisers): 'MiXeD' is stored as given, the unit of work stores 'mixed'"
-    ),
-)
 async def test_attribute_set_listener_runs_for_a_mapping(db):
     repo = Articles(db)
 
@@ -331,24 +316,14 @@ async def test_sql_expression_value_is_evaluated(db, given):
 
 @pytest.mark.parametrize("which", ["statement", "unit-of-work"])
 @pytest.mark.parametrize("rollback", ["atomic-conflict", "caller-savepoint"])
-async def test_rolled_back_savepoint_takes_the_created_object_away(db, request, which, rollback):
+async def test_rolled_back_savepoint_takes_the_created_object_away(db, which, rollback):
     """An object written inside a SAVEPOINT that rolls back must not stay persistent.
 
-    The unit of work expunges it. The statement path attaches it with
-    ``make_transient_to_detached()`` + ``add()``, which the session transaction does not
-    record as new: after the rollback it stays in the identity map, ``get()`` returns it
-    without SQL although its row is gone, and changing it raises ``StaleDataError``.
+    The unit of work expunges it. The statement path once attached it without the session
+    transaction recording it as new: after the rollback it stayed in the identity map,
+    ``get()`` returned it without SQL although its row was gone, and changing it raised
+    ``StaleDataError``. It is now recorded as the flush records its objects.
     """
-    if which == "statement":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "_bulk.insert_one attaches the row as a detached object: a rolled-back "
-                    "SAVEPOINT leaves a ghost persistent object in the session"
-                ),
-            )
-        )
     repo = Articles(db)
     await repo.create({"name": "keep", "status": "x"})
     await db.commit()
@@ -369,14 +344,25 @@ async def test_rolled_back_savepoint_takes_the_created_object_away(db, request, 
     assert await repo.get_one_or_none(name="ghost") is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a stale identity-map object with the same key: create(mapping) returns it "
-        "unchanged (the INSERT … RETURNING runs without populate_existing), "
-        "create(instance) raises a raw InvalidRequestError after the row was written"
-    ),
-)
+@pytest.mark.parametrize("rollback", ["savepoint", "transaction"])
+async def test_rolled_back_bulk_create_takes_its_objects_away(db, rollback):
+    """Objects ``bulk_create()`` loaded from ``INSERT … RETURNING`` leave with the rollback."""
+    repo = Articles(db)
+    if rollback == "savepoint":
+        with contextlib.suppress(LookupError):
+            async with db.begin_nested():
+                ghosts = await repo.bulk_create(
+                    [{"name": f"g{i}", "status": "x"} for i in range(3)]
+                )
+                raise LookupError
+    else:
+        ghosts = await repo.bulk_create([{"name": f"g{i}", "status": "x"} for i in range(3)])
+        await db.rollback()
+    assert not any(sa_inspect(ghost).persistent for ghost in ghosts)
+    assert await repo.count() == 0
+    assert await repo.bulk_create([{"name": "g0", "status": "x"}])
+
+
 @pytest.mark.parametrize("given", ["mapping", "instance"])
 async def test_create_after_the_row_was_deleted_behind_the_session(db, given):
     """A natural key written again after a Core DELETE (or another transaction) removed it."""
