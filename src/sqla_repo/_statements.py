@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper
 from sqlalchemy.orm.decl_base import _declarative_constructor
+from sqlalchemy.orm.mapper import _event_on_init as _mapper_on_init
 from sqlalchemy.sql import Join
 
 from sqla_repo._coerce import (
@@ -177,7 +178,8 @@ class ModelInfo:
         if not self.plain_init:
             return False
         manager = self.mapper.class_manager
-        if manager.dispatch.init:
+        # Every mapped class has the mapper's own init listener: only others count.
+        if any(fn is not _mapper_on_init for fn in manager.dispatch.init):
             return False
         return not any(key in manager and manager[key].dispatch.set for key in keys)
 
