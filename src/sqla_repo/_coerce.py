@@ -182,6 +182,7 @@ _ACCEPTED: dict[type[Any], tuple[tuple[type[Any], ...], str]] = {
     Decimal: ((int, Decimal, float), "number"),
     float: ((int, float, Decimal), "number"),
     str: ((str,), "string"),
+    dt.date: ((dt.date,), "date"),
 }
 """The Python types a column of a plain SQL type takes, by the type it reads back as."""
 
@@ -197,6 +198,11 @@ def _check_python_type(value: object, target: Any, inner: sqltypes.TypeEngine[An
         raise invalid(expected=expected)
     if isinstance(value, str) and isinstance(inner, sqltypes.Uuid):
         to_uuid(value, inner)  # text in an ``as_uuid=False`` column must be a UUID
+    elif target is dt.date and isinstance(value, dt.datetime):
+        raise invalid(expected="date")  # a date column would drop the time
+    elif target is int and isinstance(value, enum.Enum) and str(value) != int.__repr__(value):
+        # An ``(int, Enum)`` member: some drivers (asyncmy) bind its str(), 'Level.HIGH'.
+        raise invalid(expected=expected)
 
 
 def value_checker(type_: sqltypes.TypeEngine[Any]) -> Callable[[object], None] | None:
@@ -280,8 +286,20 @@ def _check_decimal(value: object, _type: sqltypes.TypeEngine[Any], inner: Any) -
         to_decimal(value, inner)
 
 
+_EXACT_INT = 2**53
+"""Integers up to this magnitude are exact in a double; larger ones may be rounded."""
+
+
 def _check_float(value: object, _type: sqltypes.TypeEngine[Any], inner: Any) -> None:
     if _is_number(value):
+        if isinstance(value, int) and abs(value) > _EXACT_INT:
+            try:
+                exact = int(float(value)) == value
+            except OverflowError:
+                exact = False
+            if not exact:
+                msg = "The integer has more digits than this field keeps."
+                raise CoercionError(reason="invalid_value", message=msg)
         to_float(value, inner)
 
 

@@ -1,12 +1,18 @@
-"""ORM statements that read a tenant table through its ``Table`` object, refused.
+"""ORM statements that read a tenant table where no tenant criteria reach, refused.
 
 Loader criteria reach the FROM elements that come from mapped entities (``Note``,
-``aliased(Note)``, ``select(Note).cte()``), in subqueries too, but not a ``Table`` object
-or a Core alias of one. A Core SELECT of ``Note.__table__`` is the documented escape
-hatch and is left alone; inside an ORM statement the same table would quietly read every
+``aliased(Note)``, ``select(Note).cte()``), in subqueries too, but not a ``Table`` object,
+a Core alias of one, a lightweight ``table()`` of the same name, or the expression of
+``with_expression()``. A Core SELECT of ``Note.__table__`` is the documented escape hatch
+and is left alone; inside an ORM statement the same table would quietly read every
 tenant's rows: ``select(Note.id, select(notes.c.text).scalar_subquery())``, a CTE or a
 LATERAL over ``notes``, an ORM UPDATE whose SET copies from it. Such a statement cannot
 be proven scoped, so it is refused.
+
+Two uses of a plain table are scoped all the same: the ``Table`` of an entity the same
+SELECT names (one ``FROM notes``, which the criteria filter), and a relationship's
+``secondary`` table beside the parent or the target entity of that relationship (the
+ORM's own many-to-many loads), whose rows only link rows the criteria filter.
 
 The check runs when the statement is compiled. SQLAlchemy caches the compiled form by
 the statement's shape, which includes the tenant criteria the session hooks add, so the
@@ -21,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm.util import LoaderCriteriaOption
 from sqlalchemy.sql import visitors
-from sqlalchemy.sql.elements import ColumnClause
+from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 from sqlalchemy.sql.schema import Table
-from sqlalchemy.sql.selectable import FromClause, Join, Select, TableClause
+from sqlalchemy.sql.selectable import AliasedReturnsRows, FromClause, Join, Select, TableClause
 
 from sqla_repo._scoped_tables import table_of, tenant_tables, unscoped
 from sqla_repo.mixins.tenant import TenantMixin
@@ -56,6 +62,10 @@ def _entity(element: Any) -> Any:
     return annotations.get("parententity")
 
 
+_OWN_TURN = (Select, AliasedReturnsRows, TableClause, Join)
+"""What an expression walk does not enter (a function is a FROM clause too, and is)."""
+
+
 def _expression_froms(expression: Any) -> Iterator[tuple[Any, Any]]:
     """The FROM element of each column *expression* names, and the column's entity.
 
@@ -68,7 +78,7 @@ def _expression_froms(expression: Any) -> Iterator[tuple[Any, Any]]:
         if isinstance(element, ColumnClause):
             if element.table is not None:
                 yield element.table, _entity(element)
-        elif not isinstance(element, (Select, FromClause)):
+        elif not isinstance(element, _OWN_TURN):
             pending.extend(element.get_children())
 
 
@@ -83,7 +93,8 @@ def _froms(select: Select[Any]) -> Iterator[tuple[Any, Any]]:
     ]
     criteria: list[Any] = [*select._where_criteria, *select._having_criteria]  # noqa: SLF001
     for column in select._raw_columns:  # noqa: SLF001
-        if isinstance(column, FromClause):
+        # A function is a FROM clause too: it is read as the expression it is here.
+        if isinstance(column, FromClause) and not isinstance(column, ColumnElement):  # type: ignore[unreachable]
             pending.append((column, _entity(column)))
         else:
             criteria.append(column)
@@ -106,8 +117,53 @@ def _froms(select: Select[Any]) -> Iterator[tuple[Any, Any]]:
             yield from _expression_froms(criterion)
 
 
-def _plain_in(select: Select[Any], tables: dict[TableClause, Mapper[Any]]) -> type[Any] | None:
-    """A tenant model *select* reads through a plain ``Table`` (or Core alias) FROM."""
+class _Tenants:
+    """The tenant tables a check compares FROM elements with, looked up lazily."""
+
+    def __init__(self, tables: dict[TableClause, Mapper[Any]]) -> None:
+        self.tables = tables
+        self.by_name = {(table.schema, table.name): table for table in tables}
+        self._secondaries: dict[TableClause, set[TableClause]] | None = None
+
+    def table(self, item: Any) -> TableClause | None:
+        """The tenant table behind FROM element *item* (by name for ``table()``), or None."""
+        table = table_of(item)
+        if table is None:
+            return None
+        if table in self.tables:
+            return table
+        if isinstance(table, Table):
+            return None
+        return self.by_name.get((getattr(table, "schema", None), table.name))
+
+    def linked(self, table: TableClause) -> set[TableClause]:
+        """The tables of the entities a ``secondary`` *table* links, by relationship."""
+        if self._secondaries is None:
+            found: dict[TableClause, set[TableClause]] = {}
+            for mapper in _registry_mappers(self.tables):
+                for rel in mapper.relationships:
+                    secondary = table_of(rel.secondary) if rel.secondary is not None else None
+                    if secondary is not None and secondary in self.tables:
+                        found.setdefault(secondary, set()).update(
+                            (*rel.parent.tables, *rel.mapper.tables)
+                        )
+            self._secondaries = found
+        return self._secondaries.get(table, set())
+
+
+def _registry_mappers(tables: dict[TableClause, Mapper[Any]]) -> set[Mapper[Any]]:
+    """Every mapper of the registries the tenant models belong to."""
+    return {mapper for tenant in tables.values() for mapper in tenant.registry.mappers}
+
+
+def _plain_in(
+    select: Select[Any], tenants: _Tenants, enclosing: frozenset[Any]
+) -> tuple[type[Any] | None, frozenset[Any]]:
+    """A tenant model *select* reads through a plain table (or Core alias) FROM.
+
+    Also returns the tables the entities of *select* and of the SELECTs around it
+    (*enclosing*) cover, for the SELECTs nested in it.
+    """
     covered: set[Any] = set()
     plain: list[tuple[TableClause, Any]] = []
     for item, entity in _froms(select):
@@ -118,27 +174,88 @@ def _plain_in(select: Select[Any], tables: dict[TableClause, Mapper[Any]]) -> ty
                 # An entity's FROM holds every table of its mapper (joined inheritance).
                 covered.update(entity.mapper.tables)
         else:
-            table = table_of(item)
-            if table is not None and table in tables:
-                # The Table itself shares the FROM of an entity on it (one ``FROM notes``,
-                # scoped by the criteria); a Core alias of it is a FROM of its own.
+            table = tenants.table(item)
+            if table is not None:
                 plain.append((table, item))
+    inner = enclosing.union(covered)
     for table, item in plain:
-        if item not in covered:
-            return tables[table].class_
+        # The Table itself shares the FROM of an entity on it (one ``FROM notes``, scoped
+        # by the criteria); a Core alias or a ``table()`` of it is a FROM of its own.
+        if item in covered or (item is table and not covered.isdisjoint(tenants.linked(table))):
+            continue
+        if item is table and item in enclosing and _correlates(select, item):
+            continue  # the enclosing entity's row: ``any()``, ``has()``, ``correlate()``
+        return tenants.tables[table].class_, inner
+    return None, inner
+
+
+def _correlates(select: Select[Any], item: Any) -> bool:
+    """Whether *select* is told to correlate *item* to a SELECT around it."""
+    correlate = select._correlate  # noqa: SLF001
+    if correlate and item in correlate:
+        return True
+    except_ = select._correlate_except  # noqa: SLF001
+    return except_ is not None and item not in except_
+
+
+def _aliased_selectables(statement: Any) -> set[int]:
+    """The selectables of the aliased entities in *statement*, by identity.
+
+    ``aliased(Company)`` of a joined-table class selects from a subquery over its tables;
+    the criteria reach it through the entity, so its inner SELECT is not looked at.
+    """
+    found: set[int] = set()
+    for element in visitors.iterate(statement):
+        entity = _entity(element)
+        if entity is not None and entity is not _SCOPED_FROM and entity.is_aliased_class:
+            found.add(id(entity.selectable))
+            found.add(id(element))
+    return found
+
+
+def _expression_model(statement: Any, tenants: _Tenants) -> type[Any] | None:
+    """A tenant model the expression of a ``with_expression()`` option reads.
+
+    SQLAlchemy strips the expression of its ORM annotations: no criteria reach it, not
+    even for the entities it names.
+    """
+    for option in getattr(statement, "_with_options", ()):
+        for element in getattr(option, "context", ()):
+            if ("query_expression", True) not in (element.strategy or ()):
+                continue
+            for criterion in element._extra_criteria:  # noqa: SLF001
+                for part in visitors.iterate(criterion):
+                    source = part.table if isinstance(part, ColumnClause) else part
+                    table = tenants.table(source) if source is not None else None
+                    if table is not None:
+                        return tenants.tables[table].class_
     return None
 
 
 def plain_tenant_model(statement: Any) -> type[Any] | None:
-    """A tenant model some SELECT in *statement* reads through its ``Table`` object."""
+    """A tenant model *statement* reads where no tenant criteria reach, else ``None``."""
     tables = tenant_tables()
     if not tables:
         return None
-    for element in visitors.iterate(statement):
+    tenants = _Tenants(tables)
+    model = _expression_model(statement, tenants)
+    if model is not None:
+        return model
+    prune = _aliased_selectables(statement)
+    pending: list[tuple[Any, frozenset[Any]]] = [(statement, frozenset())]
+    seen: set[int] = set()
+    while pending:
+        element, enclosing = pending.pop()
+        if id(element) in seen:
+            continue
+        seen.add(id(element))
+        if id(element) in prune and isinstance(element, FromClause):
+            continue
         if isinstance(element, Select):
-            model = _plain_in(element, tables)
+            model, enclosing = _plain_in(element, tenants, enclosing)
             if model is not None:
                 return model
+        pending.extend((child, enclosing) for child in element.get_children())
     return None
 
 
@@ -152,19 +269,31 @@ def _tenant_scoped(statement: Any) -> bool:
     )
 
 
+def _is_tenant_table(element: TableClause) -> bool:
+    tables = tenant_tables()
+    if element in tables:
+        return True
+    return not isinstance(element, Table) and any(
+        table.name == element.name and table.schema == getattr(element, "schema", None)
+        for table in tables
+    )
+
+
+@compiles(TableClause)
 @compiles(Table)
-def _refuse_plain_tenant_table(element: Table, compiler: Any, **kw: Any) -> str:
+def _refuse_plain_tenant_table(element: TableClause, compiler: Any, **kw: Any) -> str:
     """Check the statement being compiled once, when it names a tenant table."""
-    if not compiler.__dict__.get(_CHECKED) and element in tenant_tables():
+    if not compiler.__dict__.get(_CHECKED) and _is_tenant_table(element):
         compiler.__dict__[_CHECKED] = True
         statement = compiler.statement
         if statement is not None and _tenant_scoped(statement):
             model = plain_tenant_model(statement)
             if model is not None:
                 msg = (
-                    "An ORM statement reads a tenant table through its Table object (in a "
-                    "subquery, CTE or LATERAL), where no tenant criteria apply; use the "
-                    "mapped class or its attributes instead."
+                    "An ORM statement reads a tenant table where no tenant criteria reach "
+                    "(its Table object or a Core alias in a subquery, CTE or LATERAL, or "
+                    "the expression of with_expression()); use the mapped class or its "
+                    "attributes instead."
                 )
                 raise unscoped(model, msg)
     return compiler.visit_table(element, **kw)  # type: ignore[no-any-return]

@@ -8,7 +8,7 @@ them; a synchronous twin can share them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     Column,
@@ -183,17 +183,26 @@ class ModelInfo:
             return False
         return not any(key in manager and manager[key].dispatch.set for key in keys)
 
-    def check_values(self, values: Mapping[str, Any], *, keys: Iterable[str] = ()) -> None:
+    def check_values(
+        self,
+        values: Mapping[str, Any],
+        *,
+        keys: Iterable[str] = (),
+        sql: Literal["any", "constant", "none"] = "any",
+    ) -> None:
         """Refuse a written value its column cannot hold exactly on every backend.
 
         The write-side twin of the filters' coercion (see
         [`check_value`][sqla_repo._coerce.check_value]): a value a backend would round,
         truncate, store as NULL or reinterpret is refused before anything is sent. Keys
-        naming no column (relationships) and SQL expressions are left alone. Each
-        column's type is examined once per class, not per value.
+        naming no column (relationships) are left alone. Each column's type is examined
+        once per class, not per value.
 
         The *keys* identify the row rather than being written (a primary key in
         ``bulk_update()``): they are coerced like filter values instead, and skipped here.
+        SQL expressions are the statement's business where *sql* is ``"any"`` (one
+        UPDATE); ``"constant"`` (an INSERT) refuses those that read a column, ``"none"``
+        (writes of many rows, sent as parameters) refuses them all.
 
         Raises:
             InvalidValueError: A value the column cannot hold; ``detail`` names the
@@ -201,10 +210,14 @@ class ModelInfo:
         """
         checkers = self._checkers
         for key, value in values.items():
-            checker = checkers.get(key)
-            if checker is None or value is None or isinstance(value, SQL_VALUES):
+            if value is None:
                 continue
-            if keys and key in keys:
+            if isinstance(value, SQL_VALUES):
+                if sql != "any":
+                    self._check_sql(key, value, constant=sql == "constant")
+                continue
+            checker = checkers.get(key)
+            if checker is None or (keys and key in keys):
                 continue
             try:
                 checker(value)
@@ -213,11 +226,27 @@ class ModelInfo:
                     exc.message, model=self.model, detail={"field": key, "reason": exc.reason}
                 ) from None
 
+    def _check_sql(self, key: str, value: Any, *, constant: bool) -> None:
+        expression = value.__clause_element__() if hasattr(value, "__clause_element__") else value
+        if constant and not expression._from_objects:  # noqa: SLF001
+            return
+        msg = (
+            "An inserted value cannot read a column."
+            if constant
+            else "A SQL expression cannot be written by a write of many rows."
+        )
+        raise InvalidValueError(
+            msg, model=self.model, detail={"field": key, "reason": "sql_expression"}
+        )
+
     def check_rows(self, rows: Iterable[Mapping[str, Any]], *, keys: Iterable[str] = ()) -> None:
-        """[`check_values()`][sqla_repo._statements.ModelInfo.check_values] for each row."""
+        """[`check_values()`][sqla_repo._statements.ModelInfo.check_values] for each row.
+
+        The rows are sent as parameters of one statement: SQL expressions are refused.
+        """
         keys = frozenset(keys)
         for row in rows:
-            self.check_values(row, keys=keys)
+            self.check_values(row, keys=keys, sql="none")
 
     def instance_values(self, obj: Any) -> dict[str, Any]:
         """The column values set on *obj*, by attribute key."""

@@ -8,8 +8,6 @@ module checks them and guards the write. Generated from the async module.
 
 from __future__ import annotations
 
-import builtins
-from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqla_repo import (
@@ -21,6 +19,9 @@ from sqla_repo import (
 from sqla_repo._repo_core import ModelT
 
 if TYPE_CHECKING:
+    import builtins
+    from collections.abc import Iterable, Mapping, Sequence
+
     from sqlalchemy.sql.base import ExecutableOption
 
 __all__ = []
@@ -97,11 +98,15 @@ class BulkWrites(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[Mode
         Rows of another tenant and soft-deleted rows are skipped; returns how many rows
         were updated. ``updated_at``, ``updated_by`` and ``version`` are maintained.
         """
-        rows = builtins.list(rows)
+        info = self._info
+        keyed: builtins.list[dict[str, Any]] = []
         for row in rows:
-            if isinstance(row, Mapping):
-                self._info.check_values(row, keys=self._info.pk_keys_set)
-            self._check_tenant_value(row)
+            # The key finds the row: compared as the column's type ("3" is 3), not written.
+            values = {**row, **{k: info.coerce_value(k, row[k]) for k in info.pk_keys if k in row}}
+            info.check_values(values, keys=info.pk_keys_set, sql="none")
+            self._check_tenant_value(values)
+            keyed.append(values)
+        rows = keyed
         with self._guard(several=len(rows) > 1):
             self._check_references(rows)
             return _sync_bulk.bulk_update(

@@ -86,13 +86,13 @@ class Writes(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[ModelT])
             if isinstance(obj_or_mapping, Mapping)
             else info.instance_values(obj_or_mapping)
         )
-        info.check_values(values)
+        info.check_values(values, sql="constant")
         if self._insert_statement_fits(obj_or_mapping, values, is_mapping=is_mapping):
             if is_mapping and not info.builds_plainly(values):
                 # The model's own constructor or validators run, as on the flush path.
                 obj_or_mapping = self.model(**values)
                 values = info.instance_values(obj_or_mapping)
-                info.check_values(values)
+                info.check_values(values, sql="constant")
                 is_mapping = False
             row = _row_prep.drop_defaulted_none(info, [values])[0]
             self._check_tenant_value(row, insert=True)
@@ -167,8 +167,14 @@ class Writes(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[ModelT])
         if not unique_eq:
             msg = "get_or_create() needs at least one key=value"
             raise RepositoryError(msg, model=self.model)
-        # Checked before the read: a value no row could hold is refused, not looked up.
-        self._info.check_values({**(defaults or {}), **unique_eq})
+        # Keys are compared as the column's type ("5" is 5), as get_one() compares them;
+        # then checked before the read: a value no row could hold is not looked up.
+        info = self._info
+        unique_eq = {
+            k: info.coerce_value(k, v) if k in info.columns and not isinstance(v, SQL_VALUES) else v
+            for k, v in unique_eq.items()
+        }
+        info.check_values({**(defaults or {}), **unique_eq}, sql="constant")
         found = self.get_one_or_none(options=options, **unique_eq)
         if found is not None:
             return found, False
