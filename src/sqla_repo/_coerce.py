@@ -145,8 +145,10 @@ def check_value(value: object, type_: sqltypes.TypeEngine[Any]) -> None:
     character, a lone surrogate or a character the column's MySQL/MariaDB character set
     lacks; enum values that are not members (SQLite would store them, and every later
     read of the row would fail); aware datetimes for a column without time zone
-    (PostgreSQL refuses them, MariaDB and SQLite would drop the offset); UUIDs MariaDB's
-    ``UUID`` type refuses; JSON documents holding NaN, infinity, NUL or lone surrogates.
+    (PostgreSQL refuses them, MariaDB and SQLite would drop the offset), and aware
+    datetimes not in UTC for a plain ``DateTime(timezone=True)`` (MariaDB and SQLite would
+    drop the offset); UUIDs MariaDB's ``UUID`` type refuses; JSON documents holding NaN,
+    infinity, NUL or lone surrogates.
 
     Raises:
         CoercionError: The value is one the column cannot hold on some backend.
@@ -303,13 +305,16 @@ def _check_float(value: object, _type: sqltypes.TypeEngine[Any], inner: Any) -> 
         to_float(value, inner)
 
 
-def _check_datetime(value: object, _type: sqltypes.TypeEngine[Any], inner: Any) -> None:
-    if (
-        isinstance(value, dt.datetime)
-        and value.tzinfo is not None
-        and not getattr(inner, "timezone", False)
-    ):
+def _check_datetime(value: object, type_: sqltypes.TypeEngine[Any], inner: Any) -> None:
+    if not isinstance(value, dt.datetime) or value.tzinfo is None:
+        return
+    if not getattr(inner, "timezone", False):
         msg = "The datetime has a time zone; this field stores none."
+        raise CoercionError(reason="invalid_value", message=msg)
+    if type_ is inner and value.utcoffset():
+        # DateTime(timezone=True) keeps the offset on PostgreSQL only: MariaDB and SQLite
+        # store the wall time and drop it. (UTCDateTime converts to UTC itself.)
+        msg = "The datetime is not in UTC, and some databases would drop its offset."
         raise CoercionError(reason="invalid_value", message=msg)
 
 

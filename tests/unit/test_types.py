@@ -20,6 +20,7 @@ from sqlalchemy import (
     JSON,
     REAL,
     Column,
+    Date,
     DateTime,
     Double,
     Enum,
@@ -432,6 +433,13 @@ class TestWriteDomains:
             pytest.param({"a": [math.inf]}, JSON(), id="json-infinity"),
             pytest.param({"a\ud800": 1}, JSON(), id="json-surrogate"),
             pytest.param(1.5, Integer(), id="float-in-integer"),
+            pytest.param(
+                dt.datetime(2024, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+                DateTime(timezone=True),
+                id="offset-in-timezone-column",
+            ),
+            pytest.param(dt.datetime(2024, 1, 2, 3), Date(), id="datetime-in-date"),  # noqa: DTZ001
+            pytest.param(2**53 + 1, Double(), id="inexact-int-in-double"),
             pytest.param(Decimal(2), Integer(), id="decimal-in-integer"),
             pytest.param("12", Integer(), id="text-in-integer"),
             pytest.param("1.005", Numeric(5, 2), id="text-in-numeric"),
@@ -463,6 +471,10 @@ class TestWriteDomains:
             pytest.param(2, Numeric(5, 2), id="integer-in-numeric"),
             pytest.param(Decimal("2.5"), Float(), id="decimal-in-float"),
             pytest.param(True, Integer(), id="bool-in-integer"),
+            pytest.param(
+                dt.datetime(2024, 1, 1, tzinfo=UTC), DateTime(timezone=True), id="utc-in-tz-column"
+            ),
+            pytest.param(2**60, Double(), id="exact-big-int-in-double"),
             pytest.param(str(uuid.UUID(int=5)), Uuid(as_uuid=False), id="text-in-uuid-as-text"),
             pytest.param(func.lower("A"), String(5), id="sql-expression"),
             pytest.param(None, Integer(), id="null"),
