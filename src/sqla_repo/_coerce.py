@@ -165,7 +165,7 @@ def check_value(value: object, type_: sqltypes.TypeEngine[Any]) -> None:
     if isinstance(inner, sqltypes.Enum):
         members = inner.enum_class
         if (members is not None and isinstance(value, members)) or (
-            isinstance(value, str) and value in inner.enums
+            isinstance(value, str) and (value in inner.enums or _str_member_value(members, value))
         ):
             return
         raise invalid(expected="choice")
@@ -185,6 +185,8 @@ _ACCEPTED: dict[type[Any], tuple[tuple[type[Any], ...], str]] = {
     float: ((int, float, Decimal), "number"),
     str: ((str,), "string"),
     dt.date: ((dt.date,), "date"),
+    dt.datetime: ((dt.date,), "datetime"),  # a date is stored as its midnight everywhere
+    dt.time: ((dt.time,), "time"),
 }
 """The Python types a column of a plain SQL type takes, by the type it reads back as."""
 
@@ -202,9 +204,29 @@ def _check_python_type(value: object, target: Any, inner: sqltypes.TypeEngine[An
         to_uuid(value, inner)  # text in an ``as_uuid=False`` column must be a UUID
     elif target is dt.date and isinstance(value, dt.datetime):
         raise invalid(expected="date")  # a date column would drop the time
-    elif target is int and isinstance(value, enum.Enum) and str(value) != int.__repr__(value):
+    elif isinstance(value, dt.time) and value.tzinfo and not getattr(inner, "timezone", False):
+        raise invalid(expected="time without time zone")  # the offset would be dropped
+    elif _NUMBERS.get(target) and isinstance(value, enum.Enum) and not _binds_as_number(value):
         # An ``(int, Enum)`` member: some drivers (asyncmy) bind its str(), 'Level.HIGH'.
         raise invalid(expected=expected)
+
+
+def _str_member_value(members: type[enum.Enum] | None, value: str) -> bool:
+    """Whether *value* is a member's value of a ``(str, Enum)`` class.
+
+    SQLAlchemy finds the member by it: the member compares equal to its value.
+    """
+    return members is not None and issubclass(members, str) and value in members._value2member_map_
+
+
+_NUMBERS = {int: True, float: True, Decimal: True}
+"""The number targets, where an enum member must bind as its number."""
+
+
+def _binds_as_number(member: enum.Enum) -> bool:
+    """Whether a number-typed enum member's ``str()`` is its number (``IntEnum``, 3.11+)."""
+    base = int if isinstance(member, int) else float if isinstance(member, float) else None
+    return base is not None and str(member) == base.__repr__(member)
 
 
 def value_checker(type_: sqltypes.TypeEngine[Any]) -> Callable[[object], None] | None:
@@ -293,16 +315,25 @@ _EXACT_INT = 2**53
 
 
 def _check_float(value: object, _type: sqltypes.TypeEngine[Any], inner: Any) -> None:
+    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+        _check_exact_in_double(value)
     if _is_number(value):
-        if isinstance(value, int) and abs(value) > _EXACT_INT:
-            try:
-                exact = int(float(value)) == value
-            except OverflowError:
-                exact = False
-            if not exact:
-                msg = "The integer has more digits than this field keeps."
-                raise CoercionError(reason="invalid_value", message=msg)
         to_float(value, inner)
+
+
+def _check_exact_in_double(value: int | Decimal) -> None:
+    """Refuse a whole number beyond 2**53 that a double would round."""
+    if isinstance(value, Decimal) and (not value.is_finite() or value != value.to_integral_value()):
+        return  # NaN and fractions: a double keeps them as close as any float would
+    if -_EXACT_INT <= value <= _EXACT_INT:
+        return
+    try:
+        exact = int(float(value)) == value
+    except OverflowError:
+        exact = False
+    if not exact:
+        msg = "The integer has more digits than this field keeps."
+        raise CoercionError(reason="invalid_value", message=msg)
 
 
 def _check_datetime(value: object, type_: sqltypes.TypeEngine[Any], inner: Any) -> None:

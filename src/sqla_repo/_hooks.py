@@ -32,6 +32,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session, UOWTransaction, with_loader_criteria
 
 from sqla_repo import _references, _registry, _scoping
+from sqla_repo._plain_tables import RELATIONSHIP_LOAD
 from sqla_repo._registry import ENABLED
 from sqla_repo.context import TenantScope, tenant_scope
 from sqla_repo.exceptions import TenantMismatchError, TenantRequiredError
@@ -112,6 +113,11 @@ def _on_execute(state: ORMExecuteState) -> None:
     if not state.is_orm_statement:
         _scope_core(state, scope, soft=soft)
         return
+    _scope_orm(state, scope, soft=soft)
+
+
+def _scope_orm(state: ORMExecuteState, scope: TenantScope, *, soft: bool) -> None:
+    """Add the soft-delete and tenant criteria to an ORM SELECT, UPDATE or DELETE."""
     options: list[Any] = [_NOT_DELETED] if soft else []
     tenant_id: str | None = None
     no_tenant = False
@@ -128,6 +134,9 @@ def _on_execute(state: ORMExecuteState) -> None:
         statement = _scope_orm_dml(state, tenant_id, soft=soft, no_tenant=no_tenant)
     if options:
         statement = statement.options(*options)
+    if tenant_id is not None and state.is_relationship_load:
+        # The ORM's own load may read a tenant table as a relationship's ``secondary``.
+        statement = statement.execution_options(**{RELATIONSHIP_LOAD: True})
     state.statement = statement
 
 

@@ -28,8 +28,16 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm.util import LoaderCriteriaOption
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement
-from sqlalchemy.sql.schema import Table
-from sqlalchemy.sql.selectable import AliasedReturnsRows, FromClause, Join, Select, TableClause
+from sqlalchemy.sql.schema import Column, Table
+from sqlalchemy.sql.selectable import (
+    AliasedReturnsRows,
+    CompoundSelect,
+    FromClause,
+    Join,
+    Select,
+    TableClause,
+)
+from sqlalchemy.sql.util import find_tables
 
 from sqla_repo._scoped_tables import table_of, tenant_tables, unscoped
 from sqla_repo.mixins.tenant import TenantMixin
@@ -39,11 +47,14 @@ if TYPE_CHECKING:
 
     from sqlalchemy.orm import Mapper
 
-__all__ = ["SCOPED", "plain_tenant_model"]
+__all__ = ["RELATIONSHIP_LOAD", "SCOPED", "plain_tenant_model"]
 
 _CHECKED = "_sqla_repo_plain_tables_checked"
 """The attribute that marks a compiler whose statement was checked."""
 
+
+RELATIONSHIP_LOAD = "sqla_repo_relationship_load"
+"""The execution option the session hooks set on the ORM's own relationship loads."""
 
 SCOPED = "sqla_repo_scoped"
 """The annotation on the columns of the criteria the hooks add for a FROM themselves."""
@@ -120,9 +131,10 @@ def _froms(select: Select[Any]) -> Iterator[tuple[Any, Any]]:
 class _Tenants:
     """The tenant tables a check compares FROM elements with, looked up lazily."""
 
-    def __init__(self, tables: dict[TableClause, Mapper[Any]]) -> None:
+    def __init__(self, tables: dict[TableClause, Mapper[Any]], *, relationship_load: bool) -> None:
         self.tables = tables
         self.by_name = {(table.schema, table.name): table for table in tables}
+        self.relationship_load = relationship_load
         self._secondaries: dict[TableClause, set[TableClause]] | None = None
 
     def table(self, item: Any) -> TableClause | None:
@@ -137,7 +149,14 @@ class _Tenants:
         return self.by_name.get((getattr(table, "schema", None), table.name))
 
     def linked(self, table: TableClause) -> set[TableClause]:
-        """The tables of the entities a ``secondary`` *table* links, by relationship."""
+        """The tables of the entities a ``secondary`` *table* links, in a relationship load.
+
+        Only the ORM's own loads of a relationship (lazy, selectin) may read a tenant
+        table as a ``secondary``: they read its link columns beside the entities it
+        links. In a statement of the application's it is a plain table like any other.
+        """
+        if not self.relationship_load:
+            return set()
         if self._secondaries is None:
             found: dict[TableClause, set[TableClause]] = {}
             for mapper in _registry_mappers(self.tables):
@@ -156,23 +175,30 @@ def _registry_mappers(tables: dict[TableClause, Mapper[Any]]) -> set[Mapper[Any]
     return {mapper for tenant in tables.values() for mapper in tenant.registry.mappers}
 
 
+def _covered(item: Any, entity: Any, covered: set[Any]) -> None:
+    """Add what the criteria of *entity* (the source of FROM *item*) scope to *covered*."""
+    if entity is _SCOPED_FROM:
+        covered.add(item)  # the hooks' own criteria name this very FROM
+    elif not entity.is_aliased_class:
+        # An entity's FROM holds every table of its mapper (joined inheritance).
+        covered.update(entity.mapper.tables)
+
+
 def _plain_in(
-    select: Select[Any], tenants: _Tenants, enclosing: frozenset[Any]
+    select: Select[Any], tenants: _Tenants, enclosing: frozenset[Any], *, correlating: bool
 ) -> tuple[type[Any] | None, frozenset[Any]]:
     """A tenant model *select* reads through a plain table (or Core alias) FROM.
 
     Also returns the tables the entities of *select* and of the SELECTs around it
-    (*enclosing*) cover, for the SELECTs nested in it.
+    (*enclosing*) cover, for the SELECTs nested in it. *correlating* tells whether
+    *select* sits where SQL correlates (a scalar subquery, ``EXISTS``, ``IN``), not in a
+    FROM clause.
     """
     covered: set[Any] = set()
     plain: list[tuple[TableClause, Any]] = []
     for item, entity in _froms(select):
-        if entity is _SCOPED_FROM:
-            covered.add(item)  # the hooks' own criteria name this very FROM
-        elif entity is not None:
-            if not entity.is_aliased_class:
-                # An entity's FROM holds every table of its mapper (joined inheritance).
-                covered.update(entity.mapper.tables)
+        if entity is not None:
+            _covered(item, entity, covered)
         else:
             table = tenants.table(item)
             if table is not None:
@@ -183,7 +209,7 @@ def _plain_in(
         # by the criteria); a Core alias or a ``table()`` of it is a FROM of its own.
         if item in covered or (item is table and not covered.isdisjoint(tenants.linked(table))):
             continue
-        if item is table and item in enclosing and _correlates(select, item):
+        if correlating and item is table and item in enclosing and _correlates(select, item):
             continue  # the enclosing entity's row: ``any()``, ``has()``, ``correlate()``
         return tenants.tables[table].class_, inner
     return None, inner
@@ -198,65 +224,131 @@ def _correlates(select: Select[Any], item: Any) -> bool:
     return except_ is not None and item not in except_
 
 
-def _aliased_selectables(statement: Any) -> set[int]:
-    """The selectables of the aliased entities in *statement*, by identity.
+def _own_selectable(entity: Any) -> bool:
+    """Whether an entity's selectable is built by SQLAlchemy from its mappers' tables.
 
-    ``aliased(Company)`` of a joined-table class selects from a subquery over its tables;
-    the criteria reach it through the entity, so its inner SELECT is not looked at.
+    ``aliased(Company)`` of a joined-table class, ``with_polymorphic(..., aliased=True)``
+    and a concrete hierarchy's polymorphic union select from a subquery over the
+    mappers' own tables, which the criteria scope through the entity. A selectable the
+    application gives, ``aliased(Item, select(items).subquery())``, is looked at.
     """
-    found: set[int] = set()
+    inner = getattr(entity.selectable, "element", None)
+    if not isinstance(inner, Select):
+        return not isinstance(inner, CompoundSelect) or not entity.is_aliased_class
+    if inner._where_criteria:  # noqa: SLF001
+        return False
+    own = {table for mapper in entity.with_polymorphic_mappers for table in mapper.tables}
+    own.update(entity.mapper.tables)
+    for column in inner._raw_columns:  # noqa: SLF001
+        if not isinstance(column, (Join, TableClause)):
+            return False
+        if not {table_of(t) for t in find_tables(column)} <= own:
+            return False
+    return True
+
+
+def _entities(statement: Any) -> tuple[set[int], set[Any]]:
+    """The selectables to skip (see ``_own_selectable``), and the mappers named."""
+    skip: set[int] = set()
+    mappers: set[Any] = set()
     for element in visitors.iterate(statement):
         entity = _entity(element)
-        if entity is not None and entity is not _SCOPED_FROM and entity.is_aliased_class:
-            found.add(id(entity.selectable))
-            found.add(id(element))
-    return found
+        if entity is None or entity is _SCOPED_FROM:
+            continue
+        mappers.add(entity.mapper)
+        if _own_selectable(entity):
+            skip.add(id(entity.selectable))
+            if isinstance(element, FromClause) and not isinstance(element, (TableClause, Join)):
+                skip.add(id(element))
+    return skip, mappers
 
 
-def _expression_model(statement: Any, tenants: _Tenants) -> type[Any] | None:
-    """A tenant model the expression of a ``with_expression()`` option reads.
-
-    SQLAlchemy strips the expression of its ORM annotations: no criteria reach it, not
-    even for the entities it names.
-    """
-    for option in getattr(statement, "_with_options", ()):
-        for element in getattr(option, "context", ()):
-            if ("query_expression", True) not in (element.strategy or ()):
-                continue
-            for criterion in element._extra_criteria:  # noqa: SLF001
-                for part in visitors.iterate(criterion):
-                    source = part.table if isinstance(part, ColumnClause) else part
-                    table = tenants.table(source) if source is not None else None
-                    if table is not None:
-                        return tenants.tables[table].class_
+def _walk(statement: Any, tenants: _Tenants, skip: set[int]) -> type[Any] | None:
+    """A tenant model some SELECT in *statement* reads through a plain FROM."""
+    pending: list[tuple[Any, frozenset[Any], bool]] = [(statement, frozenset(), False)]
+    seen: set[int] = set()
+    while pending:
+        element, enclosing, correlating = pending.pop()
+        if id(element) in seen or id(element) in skip:
+            continue
+        seen.add(id(element))
+        if isinstance(element, Select):
+            model, enclosing = _plain_in(element, tenants, enclosing, correlating=correlating)
+            if model is not None:
+                return model
+        # What a FROM clause holds (a subquery, a CTE, a LATERAL) is not correlated.
+        nested = not isinstance(element, FromClause) or isinstance(element, ColumnElement)
+        pending.extend((child, enclosing, nested) for child in element.get_children())
     return None
 
 
-def plain_tenant_model(statement: Any) -> type[Any] | None:
+def _query_expressions(statement: Any) -> Iterator[Any]:
+    """The expressions of the ``with_expression()`` options of *statement*."""
+    for option in getattr(statement, "_with_options", ()):
+        for element in getattr(option, "context", ()):
+            if ("query_expression", True) in (element.strategy or ()):
+                yield from element._extra_criteria  # noqa: SLF001
+
+
+def _unscoped_part(part: Any, tenants: _Tenants, top: set[Any]) -> TableClause | None:
+    """The tenant table a part of a ``with_expression()`` expression reads unscoped."""
+    if isinstance(part, Select):
+        for item, _source in _froms(part):
+            table = tenants.table(item)
+            if table is not None:
+                return table
+    elif isinstance(part, ColumnClause) and part.table is not None:
+        table = tenants.table(part.table)
+        if table is not None and part.table not in top:
+            return table
+    return None
+
+
+def _expression_model(statement: Any, tenants: _Tenants) -> type[Any] | None:
+    """A tenant model the expression of a ``with_expression()`` option reads unscoped.
+
+    SQLAlchemy strips the expression of its ORM annotations: no criteria reach a SELECT
+    inside it, even over an entity. Its own columns are added to the statement's SELECT,
+    where only the tables of the statement's entities are scoped.
+    """
+    top: set[Any] = set()
+    if isinstance(statement, Select):
+        for item, entity in _froms(statement):
+            if entity is not None:
+                _covered(item, entity, top)
+    for expression in _query_expressions(statement):
+        for part in visitors.iterate(expression):
+            table = _unscoped_part(part, tenants, top)
+            if table is not None:
+                return tenants.tables[table].class_
+    return None
+
+
+def _mapped_expression_model(mappers: set[Any], tenants: _Tenants) -> type[Any] | None:
+    """A tenant model a ``column_property()`` or ``query_expression()`` reads unscoped."""
+    for mapper in mappers:
+        for prop in mapper.column_attrs:
+            for expression in prop.columns:
+                if isinstance(expression, Column):
+                    continue
+                model = _walk(expression, tenants, set())
+                if model is not None:
+                    return model
+    return None
+
+
+def plain_tenant_model(statement: Any, *, relationship_load: bool = False) -> type[Any] | None:
     """A tenant model *statement* reads where no tenant criteria reach, else ``None``."""
     tables = tenant_tables()
     if not tables:
         return None
-    tenants = _Tenants(tables)
-    model = _expression_model(statement, tenants)
-    if model is not None:
-        return model
-    prune = _aliased_selectables(statement)
-    pending: list[tuple[Any, frozenset[Any]]] = [(statement, frozenset())]
-    seen: set[int] = set()
-    while pending:
-        element, enclosing = pending.pop()
-        if id(element) in seen:
-            continue
-        seen.add(id(element))
-        if id(element) in prune and isinstance(element, FromClause):
-            continue
-        if isinstance(element, Select):
-            model, enclosing = _plain_in(element, tenants, enclosing)
-            if model is not None:
-                return model
-        pending.extend((child, enclosing) for child in element.get_children())
-    return None
+    tenants = _Tenants(tables, relationship_load=relationship_load)
+    skip, mappers = _entities(statement)
+    return (
+        _expression_model(statement, tenants)
+        or _walk(statement, tenants, skip)
+        or _mapped_expression_model(mappers, tenants)
+    )
 
 
 def _tenant_scoped(statement: Any) -> bool:
@@ -287,7 +379,8 @@ def _refuse_plain_tenant_table(element: TableClause, compiler: Any, **kw: Any) -
         compiler.__dict__[_CHECKED] = True
         statement = compiler.statement
         if statement is not None and _tenant_scoped(statement):
-            model = plain_tenant_model(statement)
+            load = bool(compiler.execution_options.get(RELATIONSHIP_LOAD))
+            model = plain_tenant_model(statement, relationship_load=load)
             if model is not None:
                 msg = (
                     "An ORM statement reads a tenant table where no tenant criteria reach "
