@@ -7,12 +7,13 @@ never branch on the dialect.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import MetaData, Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -193,3 +194,17 @@ def expect_defect(request: pytest.FixtureRequest, backend: backends.Backend, def
     reason = KNOWN_DEFECTS.get(defect, {}).get(backend.name)
     if reason is not None:
         request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+
+
+@contextlib.asynccontextmanager
+async def own_tables(engine: AsyncEngine, metadata: MetaData) -> AsyncIterator[AsyncSession]:
+    """A committing session over *metadata*'s tables, created fresh and dropped afterwards."""
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.drop_all)
+        await conn.run_sync(metadata.create_all)
+    try:
+        async with AsyncSession(engine, expire_on_commit=False) as session:
+            yield session
+    finally:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.drop_all)

@@ -67,6 +67,7 @@ from sqlalchemy.orm import (
 )
 
 import flavours
+from reliability.support import own_tables
 from sqla_repo import (
     IntegerPKMixin,
     InvalidValueError,
@@ -175,15 +176,8 @@ class Free(IntegerPKMixin, _Base):
 @pytest_asyncio.fixture
 async def db(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
     """A committing session over this module's own tables, dropped afterwards."""
-    async with engine.begin() as conn:
-        await conn.run_sync(_Base.metadata.drop_all)
-        await conn.run_sync(_Base.metadata.create_all)
-    try:
-        async with AsyncSession(engine, expire_on_commit=False) as session:
-            yield session
-    finally:
-        async with engine.begin() as conn:
-            await conn.run_sync(_Base.metadata.drop_all)
+    async with own_tables(engine, _Base.metadata) as session:
+        yield session
 
 
 @pytest_asyncio.fixture

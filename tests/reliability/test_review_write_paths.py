@@ -47,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, aliased, mapped_column
 
 from models import Employee, Manager, Note
+from reliability.support import own_tables
 from sqla_repo import (
     ALL_COLUMNS,
     ConflictError,
@@ -156,15 +157,8 @@ class Points(BaseRepository[Point]):
 @pytest_asyncio.fixture
 async def db(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
     """A committing session over this module's own tables, dropped afterwards."""
-    async with engine.begin() as conn:
-        await conn.run_sync(_WriteBase.metadata.drop_all)
-        await conn.run_sync(_WriteBase.metadata.create_all)
-    try:
-        async with AsyncSession(engine, expire_on_commit=False) as session:
-            yield session
-    finally:
-        async with engine.begin() as conn:
-            await conn.run_sync(_WriteBase.metadata.drop_all)
+    async with own_tables(engine, _WriteBase.metadata) as session:
+        yield session
 
 
 def _noop(*_args: Any) -> None:
