@@ -281,6 +281,18 @@ class ModelInfo:
             values = (ident,)
         return tuple(self.coerce_value(k, v) for k, v in zip(self.pk_keys, values, strict=True))
 
+    def coerce_keys(self, values: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+        """*values* with those of *keys* that name columns coerced as key values.
+
+        For values that find a row rather than being written (a primary key in
+        ``bulk_update()``, a ``get_or_create()`` lookup): ``"3"`` finds row 3.
+        """
+        out = dict(values)
+        for key in keys:
+            if key in out and key in self.columns:
+                out[key] = self.coerce_value(key, out[key])
+        return out
+
     def coerce_value(self, key: str, value: Any) -> Any:
         """Coerce a key value (often a path parameter) to the column's Python type.
 

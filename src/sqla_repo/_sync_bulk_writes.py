@@ -101,8 +101,7 @@ class BulkWrites(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[Mode
         info = self._info
         keyed: builtins.list[dict[str, Any]] = []
         for row in rows:
-            # The key finds the row: compared as the column's type ("3" is 3), not written.
-            values = {**row, **{k: info.coerce_value(k, row[k]) for k in info.pk_keys if k in row}}
+            values = info.coerce_keys(row, info.pk_keys)  # the key finds the row: "3" is 3
             info.check_values(values, keys=info.pk_keys_set, sql="none")
             self._check_tenant_value(values)
             keyed.append(values)

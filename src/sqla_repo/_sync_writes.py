@@ -170,10 +170,7 @@ class Writes(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[ModelT])
         # Keys are compared as the column's type ("5" is 5), as get_one() compares them;
         # then checked before the read: a value no row could hold is not looked up.
         info = self._info
-        unique_eq = {
-            k: info.coerce_value(k, v) if k in info.columns and not isinstance(v, SQL_VALUES) else v
-            for k, v in unique_eq.items()
-        }
+        unique_eq = info.coerce_keys(unique_eq, unique_eq)
         info.check_values({**(defaults or {}), **unique_eq}, sql="constant")
         found = self.get_one_or_none(options=options, **unique_eq)
         if found is not None:
