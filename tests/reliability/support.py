@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
 
 import backends
-from sqla_repo import all_tenants
+from sqla_repo import RepositoryError, all_tenants, tenant
 
 T = TypeVar("T")
 
@@ -208,3 +208,97 @@ async def own_tables(engine: AsyncEngine, metadata: MetaData) -> AsyncIterator[A
     finally:
         async with engine.begin() as conn:
             await conn.run_sync(metadata.drop_all)
+
+
+# -- adversarial reviews: writing one value by every path, and attacking as tenant A ------------
+
+WRITE_OPS = (
+    "create",
+    "create-instance",
+    "update",
+    "update_where",
+    "bulk_create",
+    "bulk_insert",
+    "upsert",
+    "bulk_update",
+)
+"""Every repository path that writes a column value."""
+
+
+async def write_value(repo: Any, op: str, row_id: int, column: str, value: Any) -> int:
+    """Write *value* to *column* by *op* (one of ``WRITE_OPS``); return the row's id."""
+    model = repo.model
+    if op == "create":
+        return (await repo.create({column: value})).id  # type: ignore[no-any-return]
+    if op == "create-instance":
+        return (await repo.create(model(**{column: value}))).id  # type: ignore[no-any-return]
+    if op == "bulk_create":
+        return (await repo.bulk_create([{column: value}]))[0].id  # type: ignore[no-any-return]
+    if op == "bulk_insert":
+        await repo.bulk_insert([{"id": 999, column: value}])
+        return 999
+    if op == "update":
+        await repo.update(row_id, {column: value})
+    elif op == "update_where":
+        await repo.update_where(model.id == row_id, values={column: value})
+    elif op == "upsert":
+        await repo.upsert({"id": row_id, column: value}, conflict_on=["id"])
+    else:
+        await repo.bulk_update([{"id": row_id, column: value}])
+    return row_id
+
+
+async def write_outcomes(
+    session: AsyncSession,
+    repo: Any,
+    column: str,
+    value: Any,
+    *,
+    ops: tuple[str, ...] = WRITE_OPS,
+    start: Any = None,
+) -> dict[str, Any]:
+    """Per write path: the typed error, ``("stored", value read back)`` or ``("raw", name)``.
+
+    Each path writes to a fresh committed row (holding *start* in *column* when given)
+    and is rolled back afterwards.
+    """
+    model = repo.model
+    out: dict[str, Any] = {}
+    for op in ops:
+        base = await repo.create({column: start} if start is not None else {})
+        await session.commit()
+        try:
+            written = await write_value(repo, op, base.id, column, value)
+            stored = (
+                await session.execute(select(model.__table__.c[column]).where(model.id == written))
+            ).scalar_one()
+        except RepositoryError as exc:
+            out[op] = exc
+        except Exception as exc:  # noqa: BLE001 - anything else is the finding
+            out[op] = ("raw", type(exc).__name__)
+        else:
+            out[op] = ("stored", stored)
+        await session.rollback()
+    return out
+
+
+async def attack(session: AsyncSession, statement: Any, **options: Any) -> Any:
+    """Run *statement* inside tenant A; return its rows (or row count), or the refusal.
+
+    The session forgets what it holds first, so rows come from SQL.
+    """
+    session.expunge_all()
+    with tenant("A"):
+        try:
+            async with session.begin_nested():
+                result = await session.execute(statement, execution_options=options)
+                return result.unique().all() if statement.is_select else result.rowcount
+        except RepositoryError as exc:
+            return exc
+
+
+def refused(outcome: Any) -> bool:
+    """Whether *outcome* is the refusal of a statement the library cannot prove scoped."""
+    return isinstance(outcome, RepositoryError) and outcome.detail["reason"] == (
+        "unscoped_statement"
+    )

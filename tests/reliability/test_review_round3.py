@@ -55,7 +55,7 @@ from sqlalchemy.orm import (
     with_polymorphic,
 )
 
-from reliability.support import own_tables
+from reliability.support import WRITE_OPS, attack, own_tables, refused, write_outcomes
 from sqla_repo import (
     IntegerPKMixin,
     InvalidValueError,
@@ -172,44 +172,23 @@ async def seeded(db: AsyncSession) -> AsyncSession:
     return db
 
 
-async def _attack(db: AsyncSession, statement: Any, **options: Any) -> Any:
-    """Run *statement* inside tenant A; return its rows, or the typed refusal."""
-    db.expunge_all()
-    with tenant("A"):
-        try:
-            async with db.begin_nested():
-                result = await db.execute(statement, execution_options=options)
-                return result.unique().all()
-        except RepositoryError as exc:
-            return exc
-
-
-def _refused(outcome: Any) -> bool:
-    return isinstance(outcome, RepositoryError) and outcome.detail["reason"] == (
-        "unscoped_statement"
-    )
-
-
-# -- reads that reach another tenant ------------------------------------------------------
-
-
 async def test_query_expression_over_the_entity_stays_in_its_tenant(seeded):
     largest = select(func.max(Item.text)).scalar_subquery()
-    outcome = await _attack(seeded, select(Doc).options(with_expression(Doc.expr, largest)))
-    assert _refused(outcome) or [doc.expr for (doc,) in outcome] == ["secret-A"]
+    outcome = await attack(seeded, select(Doc).options(with_expression(Doc.expr, largest)))
+    assert refused(outcome) or [doc.expr for (doc,) in outcome] == ["secret-A"]
 
 
-async def test_query_expression_over_the_table_is_refused(seeded):
+async def test_query_expression_over_the_table_isrefused(seeded):
     largest = select(func.max(ITEMS.c.text)).scalar_subquery()
-    outcome = await _attack(seeded, select(Doc).options(with_expression(Doc.expr, largest)))
-    assert _refused(outcome)
+    outcome = await attack(seeded, select(Doc).options(with_expression(Doc.expr, largest)))
+    assert refused(outcome)
 
 
-async def test_lightweight_table_construct_in_an_orm_select_is_refused(seeded):
+async def test_lightweight_table_construct_in_an_orm_select_isrefused(seeded):
     items = table("r3_items", column("text"))
     leaked = select(func.max(items.c.text)).scalar_subquery()
-    outcome = await _attack(seeded, select(Doc.slug, leaked))
-    assert _refused(outcome)
+    outcome = await attack(seeded, select(Doc.slug, leaked))
+    assert refused(outcome)
 
 
 def _union_member(_ids: Any) -> Any:
@@ -278,8 +257,8 @@ async def test_table_form_is_refused_after_running_in_all_tenants(seeded, form, 
     with all_tenants():
         async with seeded.begin_nested():
             await seeded.execute(statement, execution_options=options)
-    outcome = await _attack(seeded, statement, **options)
-    assert _refused(outcome), outcome
+    outcome = await attack(seeded, statement, **options)
+    assert refused(outcome), outcome
     assert "secret-B" not in repr(outcome)
 
 
@@ -294,7 +273,7 @@ async def test_table_form_is_refused_on_a_sync_session(seeded, form):
             except RepositoryError as exc:
                 return exc
 
-    assert _refused(await seeded.run_sync(run))
+    assert refused(await seeded.run_sync(run))
 
 
 def _with_polymorphic_flat() -> Any:
@@ -335,7 +314,7 @@ ALLOWED_FORMS = {
 @pytest.mark.parametrize("form", list(ALLOWED_FORMS))
 async def test_scoped_orm_form_runs_and_stays_in_its_tenant(seeded, form):
     build, expected = ALLOWED_FORMS[form]
-    outcome = await _attack(seeded, build())
+    outcome = await attack(seeded, build())
     assert not isinstance(outcome, RepositoryError), outcome
     assert [tuple(row)[:1] for row in outcome] == expected
 
@@ -349,21 +328,21 @@ ALIASED_SUBCLASS = (
 )
 
 
-async def test_aliased_joined_subclass_is_not_refused(seeded):
+async def test_aliased_joined_subclass_is_notrefused(seeded):
     company = aliased(Company)
-    outcome = await _attack(seeded, select(company.name, company.secret))
+    outcome = await attack(seeded, select(company.name, company.secret))
     assert outcome == [("c-A", "secret-A")]
 
 
-async def test_self_join_of_a_joined_subclass_is_not_refused(seeded):
+async def test_self_join_of_a_joined_subclass_is_notrefused(seeded):
     other = aliased(Company)
     statement = select(Company.name, other.name).join(other, other.id == Company.id)
-    assert await _attack(seeded, statement) == [("c-A", "c-A")]
+    assert await attack(seeded, statement) == [("c-A", "c-A")]
 
 
-async def test_aliased_with_polymorphic_is_not_refused(seeded):
+async def test_aliased_with_polymorphic_is_notrefused(seeded):
     everyone = with_polymorphic(Party, [Company], aliased=True)
-    outcome = await _attack(seeded, select(everyone.name, everyone.Company.secret))
+    outcome = await attack(seeded, select(everyone.name, everyone.Company.secret))
     assert outcome == [("c-A", "secret-A")]
 
 
@@ -402,7 +381,7 @@ async def test_secondary_tenant_table_lazy_load_on_a_sync_session(seeded):
     assert await seeded.run_sync(load) == [["tag-A"]]
 
 
-async def test_secondary_tenant_table_any_is_refused(seeded):
+async def test_secondary_tenant_table_any_isrefused(seeded):
     """``any()`` through a ``secondary`` tenant table is refused.
 
     It reads the table in an EXISTS of the application's statement, where no criteria
@@ -410,11 +389,11 @@ async def test_secondary_tenant_table_any_is_refused(seeded):
     model for the same question.
     """
     statement = select(Doc.slug).where(Doc.tags.any(Tag.name.startswith("tag-")))
-    assert _refused(await _attack(seeded, statement))
+    assert refused(await attack(seeded, statement))
 
 
 async def test_join_through_a_secondary_tenant_table_stays_in_its_tenant(seeded):
-    outcome = await _attack(seeded, select(Doc.slug, Tag.name).join(Doc.tags))
+    outcome = await attack(seeded, select(Doc.slug, Tag.name).join(Doc.tags))
     assert outcome == [("d-A", "tag-A")]
 
 
@@ -437,61 +416,6 @@ class Slug(str):
     __slots__ = ()
 
 
-WRITE_OPS = (
-    "create",
-    "update",
-    "update_where",
-    "bulk_create",
-    "bulk_insert",
-    "upsert",
-    "bulk_update",
-)
-
-
-async def _write(repo: Vals, op: str, row_id: int, column_: str, value: Any) -> int:
-    if op == "create":
-        return (await repo.create({column_: value})).id
-    if op == "bulk_create":
-        return (await repo.bulk_create([{column_: value}]))[0].id
-    if op == "bulk_insert":
-        await repo.bulk_insert([{"id": 999, column_: value}])
-        return 999
-    if op == "update":
-        await repo.update(row_id, {column_: value})
-    elif op == "update_where":
-        await repo.update_where(Val.id == row_id, values={column_: value})
-    elif op == "upsert":
-        await repo.upsert({"id": row_id, column_: value}, conflict_on=["id"])
-    else:
-        await repo.bulk_update([{"id": row_id, column_: value}])
-    return row_id
-
-
-async def _outcomes(
-    db: AsyncSession, column_: str, value: Any, start: Any = None
-) -> dict[str, Any]:
-    """Per write path: the typed error raised, the value read back, or the raw error."""
-    repo = Vals(db)
-    out: dict[str, Any] = {}
-    for op in WRITE_OPS:
-        base = await repo.create({column_: start} if start is not None else {})
-        await db.commit()
-        try:
-            written = await _write(repo, op, base.id, column_, value)
-            stored = (
-                await db.execute(select(Val.__table__.c[column_]).where(Val.id == written))
-            ).scalar_one()
-        except RepositoryError as exc:
-            out[op] = exc
-        except Exception as exc:  # noqa: BLE001 - anything else is the finding
-            out[op] = ("raw", type(exc).__name__)
-        else:
-            out[op] = ("stored", stored)
-        await db.rollback()
-    return out
-
-
-# Values of the column's own Python type (subclasses included): never refused, stored as is.
 ACCEPTED = {
     "bool-into-integer": ("i", True, 1),
     "int-enum-into-integer": ("i", Size.BIG, 9),
@@ -506,7 +430,7 @@ ACCEPTED = {
 @pytest.mark.parametrize("case", list(ACCEPTED))
 async def test_value_of_the_columns_python_type_is_stored(db, case):
     column_, value, expected = ACCEPTED[case]
-    outcomes = await _outcomes(db, column_, value)
+    outcomes = await write_outcomes(db, Vals(db), column_, value)
     assert outcomes == dict.fromkeys(WRITE_OPS, ("stored", expected))
 
 
@@ -538,9 +462,9 @@ CHANGED = {
 
 
 @pytest.mark.parametrize("case", list(CHANGED))
-async def test_value_the_column_would_change_is_refused(db, case):
+async def test_value_the_column_would_change_isrefused(db, case):
     column_, value, _why = CHANGED[case]
-    outcomes = await _outcomes(db, column_, value)
+    outcomes = await write_outcomes(db, Vals(db), column_, value)
     wrong = {op: o for op, o in outcomes.items() if not isinstance(o, InvalidValueError)}
     assert not wrong
 
@@ -571,7 +495,7 @@ async def test_sql_expression_in_an_update_is_evaluated(db, op, form):
 
 
 @pytest.mark.parametrize("op", ["bulk_update", "bulk_insert", "bulk_create", "upsert"])
-async def test_sql_expression_in_a_bulk_write_is_refused(db, op):
+async def test_sql_expression_in_a_bulk_write_isrefused(db, op):
     """Rows of a bulk write are sent as parameters: an expression is refused, not bound."""
     repo = Vals(db)
     row_id = (await repo.create({"s": "x"})).id
@@ -591,7 +515,7 @@ async def test_sql_expression_in_a_bulk_write_is_refused(db, op):
 
 
 @pytest.mark.parametrize("form", ["attribute", "expression"])
-async def test_column_reference_in_create_is_refused(db, form):
+async def test_column_reference_in_create_isrefused(db, form):
     repo = Vals(db)
     value = Val.code if form == "attribute" else Val.code + 1
     with pytest.raises(InvalidValueError) as info:

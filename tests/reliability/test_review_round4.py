@@ -67,7 +67,7 @@ from sqlalchemy.orm import (
 )
 
 import flavours
-from reliability.support import own_tables
+from reliability.support import WRITE_OPS, attack, own_tables, refused, write_outcomes
 from sqla_repo import (
     IntegerPKMixin,
     InvalidValueError,
@@ -207,23 +207,6 @@ async def seeded(db: AsyncSession) -> AsyncSession:
     return db
 
 
-async def _attack(db: AsyncSession, statement: Any) -> Any:
-    """Run *statement* inside tenant A; return its rows, or the typed refusal."""
-    db.expunge_all()
-    with tenant("A"):
-        try:
-            async with db.begin_nested():
-                return (await db.execute(statement)).unique().all()
-        except RepositoryError as exc:
-            return exc
-
-
-def _refused(outcome: Any) -> bool:
-    return isinstance(outcome, RepositoryError) and outcome.detail["reason"] == (
-        "unscoped_statement"
-    )
-
-
 def _leaks(outcome: Any) -> bool:
     return not isinstance(outcome, RepositoryError) and (
         "secret-B" in repr(outcome) or "d-B" in repr(outcome)
@@ -314,14 +297,14 @@ LEAKS = {
     list(LEAKS),
 )
 async def test_plain_table_form_does_not_read_another_tenant(seeded, form):
-    outcome = await _attack(seeded, LEAKS[form][0]())
+    outcome = await attack(seeded, LEAKS[form][0]())
     assert not _leaks(outcome), outcome
 
 
 @pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")
 async def test_aliased_count_over_a_core_select_stays_in_its_tenant(seeded):
     """``count()`` of another tenant's rows would leak no secret, only a number: refused."""
-    assert _refused(await _attack(seeded, _select_from_aliased()))
+    assert refused(await attack(seeded, _select_from_aliased()))
 
 
 @pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")
@@ -359,19 +342,19 @@ async def test_mapped_expression_over_the_table_stays_in_its_tenant(seeded, attr
             else:
                 board = (await seeded.scalars(select(Board))).one()
         except RepositoryError as exc:
-            refused = exc
+            refusal = exc
         else:
-            refused = None
-    if refused is not None:
-        assert _refused(refused)
+            refusal = None
+    if refusal is not None:
+        assert refused(refusal)
         return
     value = board.top if attribute == "column-property" else board.low
     assert value == "secret-A"
 
 
-async def test_mapped_expression_selected_alone_is_refused(seeded):
-    assert _refused(await _attack(seeded, select(Board.name, Board.top)))
-    assert _refused(await _attack(seeded, select(Board.low)))
+async def test_mapped_expression_selected_alone_isrefused(seeded):
+    assert refused(await attack(seeded, select(Board.name, Board.top)))
+    assert refused(await attack(seeded, select(Board.low)))
 
 
 async def test_orm_update_does_not_copy_another_tenants_association_rows(seeded):
@@ -388,7 +371,7 @@ async def test_orm_update_does_not_copy_another_tenants_association_rows(seeded)
 
 
 async def test_with_expression_over_the_entitys_own_columns_runs(seeded):
-    outcome = await _attack(seeded, select(Doc).options(with_expression(Doc.expr, Doc.shout)))
+    outcome = await attack(seeded, select(Doc).options(with_expression(Doc.expr, Doc.shout)))
     assert not isinstance(outcome, RepositoryError), outcome
     assert [doc.expr for (doc,) in outcome] == ["D-A"]
 
@@ -402,7 +385,7 @@ async def test_with_expression_over_the_entitys_own_columns_runs(seeded):
     ],
 )
 async def test_concrete_polymorphic_load_runs(seeded, form, expected):
-    outcome = await _attack(seeded, form())
+    outcome = await attack(seeded, form())
     assert not isinstance(outcome, RepositoryError), outcome
     got = [
         (type(row[0]).__name__, row[0].name) if isinstance(row[0], Pet) else row[0]
@@ -464,26 +447,26 @@ SCOPED_FORMS = {
 @pytest.mark.parametrize("form", list(SCOPED_FORMS))
 async def test_scoped_orm_form_runs_and_stays_in_its_tenant(seeded, form):
     build, read, expected = SCOPED_FORMS[form]
-    outcome = await _attack(seeded, build())
+    outcome = await attack(seeded, build())
     assert not isinstance(outcome, RepositoryError), outcome
     assert read(outcome) == expected
 
 
 @pytest.mark.parametrize("tag", ["tag-A", "tag-B"])
-async def test_association_proxy_through_a_secondary_tenant_table_is_refused(seeded, tag):
+async def test_association_proxy_through_a_secondary_tenant_table_isrefused(seeded, tag):
     """``contains()`` through a ``secondary`` tenant table is refused.
 
     It reads the table in an EXISTS of the application's statement, where no criteria
     reach it (the ORM's own loads of the relationship run). Query the association model.
     """
     statement = select(Doc.slug).where(Doc.tag_names.contains(tag))
-    assert _refused(await _attack(seeded, statement))
+    assert refused(await attack(seeded, statement))
 
 
-async def test_plain_table_only_columns_are_refused(seeded):
+async def test_plain_table_only_columns_arerefused(seeded):
     """``with_only_columns()`` dropping the entity leaves a plain read: refused."""
     statement = select(Item).with_only_columns(ITEMS.c.text)
-    assert _refused(await _attack(seeded, statement))
+    assert refused(await attack(seeded, statement))
 
 
 # -- written values -------------------------------------------------------------------------
@@ -521,46 +504,10 @@ class Vals(BaseRepository[Val]):
     pass
 
 
-WRITE_OPS = ("create", "update", "bulk_create", "bulk_insert", "upsert", "bulk_update")
-
-
-async def _write(repo: Vals, op: str, row_id: int, column_: str, value: Any) -> int:
-    if op == "create":
-        return (await repo.create({column_: value})).id
-    if op == "bulk_create":
-        return (await repo.bulk_create([{column_: value}]))[0].id
-    if op == "bulk_insert":
-        await repo.bulk_insert([{"id": 999, column_: value}])
-        return 999
-    if op == "update":
-        await repo.update(row_id, {column_: value})
-    elif op == "upsert":
-        await repo.upsert({"id": row_id, column_: value}, conflict_on=["id"])
-    else:
-        await repo.bulk_update([{"id": row_id, column_: value}])
-    return row_id
-
-
 async def _outcomes(db: AsyncSession, column_: str, value: Any) -> dict[str, Any]:
-    """Per write path: ``"refused"``, the value read back, or the raw error."""
-    repo = Vals(db)
-    out: dict[str, Any] = {}
-    for op in WRITE_OPS:
-        base = await repo.create({})
-        await db.commit()
-        try:
-            written = await _write(repo, op, base.id, column_, value)
-            stored = (
-                await db.execute(select(Val.__table__.c[column_]).where(Val.id == written))
-            ).scalar_one()
-        except InvalidValueError:
-            out[op] = "refused"
-        except Exception as exc:  # noqa: BLE001 - anything else is the finding
-            out[op] = ("raw", type(exc).__name__)
-        else:
-            out[op] = ("stored", stored)
-        await db.rollback()
-    return out
+    """Per write path: ``"refused"`` (``InvalidValueError``), the value read back, or the error."""
+    outcomes = await write_outcomes(db, Vals(db), column_, value)
+    return {op: "refused" if isinstance(o, InvalidValueError) else o for op, o in outcomes.items()}
 
 
 STORED = {
@@ -595,7 +542,7 @@ REFUSED = {
 
 
 @pytest.mark.parametrize("case", list(REFUSED))
-async def test_value_of_another_type_is_refused(db, case):
+async def test_value_of_another_type_isrefused(db, case):
     column_, value = REFUSED[case]
     assert await _outcomes(db, column_, value) == dict.fromkeys(WRITE_OPS, "refused")
 

@@ -47,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, aliased, mapped_column
 
 from models import Employee, Manager, Note
-from reliability.support import own_tables
+from reliability.support import attack, own_tables, write_outcomes
 from sqla_repo import (
     ALL_COLUMNS,
     ConflictError,
@@ -428,64 +428,6 @@ async def test_another_tenants_id_in_create_is_refused(session, given):
 
 # -- values: stored exactly or refused with a typed error, on every write path ----------------
 
-WRITE_OPS = (
-    "create",
-    "create-instance",
-    "update",
-    "bulk_create",
-    "bulk_insert",
-    "upsert",
-    "update_where",
-    "bulk_update",
-)
-
-
-async def _write(repo: Any, op: str, row_id: int, column: str, value: Any) -> int:
-    """Write *value* to *column* by *op*; return the id of the row written."""
-    model = repo.model
-    if op == "create":
-        return (await repo.create({column: value})).id  # type: ignore[no-any-return]
-    if op == "create-instance":
-        return (await repo.create(model(**{column: value}))).id  # type: ignore[no-any-return]
-    if op == "bulk_create":
-        return (await repo.bulk_create([{column: value}]))[0].id  # type: ignore[no-any-return]
-    if op == "bulk_insert":
-        await repo.bulk_insert([{"id": 999, column: value}])
-        return 999
-    if op == "update":
-        await repo.update(row_id, {column: value})
-    elif op == "upsert":
-        await repo.upsert({"id": row_id, column: value}, conflict_on=["id"])
-    elif op == "update_where":
-        await repo.update_where(model.id == row_id, values={column: value})
-    else:
-        await repo.bulk_update([{"id": row_id, column: value}])
-    return row_id
-
-
-async def _outcomes(db: AsyncSession, repo: Any, column: str, value: Any) -> dict[str, Any]:
-    """Per write path: the typed error raised, the value read back, or the raw error."""
-    base = await repo.create({})
-    await db.commit()
-    row_id = base.id
-    out: dict[str, Any] = {}
-    for op in WRITE_OPS:
-        try:
-            written = await _write(repo, op, row_id, column, value)
-            stored = (
-                await db.execute(
-                    select(getattr(repo.model, column)).where(repo.model.id == written)
-                )
-            ).scalar_one()
-        except RepositoryError as exc:
-            out[op] = exc
-        except Exception as exc:  # noqa: BLE001 - anything else is the finding
-            out[op] = ("raw", type(exc).__name__)
-        else:
-            out[op] = ("stored", stored)
-        await db.rollback()
-    return out
-
 
 def _as_instant(value: Any) -> Any:
     if isinstance(value, dt.datetime) and value.tzinfo is None:
@@ -527,7 +469,7 @@ async def test_value_of_another_type_is_stored_exactly_or_refused(db, case):
     never a raw exception, a rounded number, a shifted instant or text in a number column.
     """
     column, value, exact, _before = ALTERED_VALUES[case]
-    outcomes = await _outcomes(db, Values(db), column, value)
+    outcomes = await write_outcomes(db, Values(db), column, value)
     wrong = {
         op: outcome
         for op, outcome in outcomes.items()
@@ -561,7 +503,7 @@ REFUSED_VALUES = {
 @pytest.mark.parametrize("case", list(REFUSED_VALUES))
 async def test_value_no_column_can_hold_is_refused_on_every_path(db, case):
     column, value = REFUSED_VALUES[case]
-    outcomes = await _outcomes(db, Values(db), column, value)
+    outcomes = await write_outcomes(db, Values(db), column, value)
     wrong = {op: o for op, o in outcomes.items() if not isinstance(o, InvalidValueError)}
     assert not wrong
     if case == "naive-into-utc-column":
@@ -570,7 +512,7 @@ async def test_value_no_column_can_hold_is_refused_on_every_path(db, case):
 
 async def test_four_byte_character_on_a_utf8mb3_table(db, backend):
     """The charset is the table's, not the column type's: MariaDB's refusal is translated."""
-    outcomes = await _outcomes(db, Legacies(db), "s", "\U0001f600")
+    outcomes = await write_outcomes(db, Legacies(db), "s", "\U0001f600")
     for op, outcome in outcomes.items():
         if backend.family == "mariadb":
             assert isinstance(outcome, InvalidValueError), op
@@ -752,24 +694,13 @@ SCOPED_FORMS = {
 }
 
 
-async def _attack(session: AsyncSession, statement: Any) -> Any:
-    """Run *statement* inside tenant A; return its rows, or the typed refusal."""
-    with tenant("A"):
-        try:
-            async with session.begin_nested():
-                result = await session.execute(statement)
-                return result.all() if statement.is_select else result.rowcount
-        except RepositoryError as exc:
-            return exc
-
-
 @pytest.mark.parametrize("form", list(SCOPED_FORMS))
 async def test_orm_statement_with_a_cte_stays_in_its_tenant(session, backend, form):
     build, unsupported = SCOPED_FORMS[form]
     if backend.family in unsupported:
         pytest.skip(f"{backend.family} has no such statement form")
     ids = await _seed_notes(session)
-    outcome = await _attack(session, build(ids))
+    outcome = await attack(session, build(ids))
     assert "secret-B" not in repr(outcome)
     texts = await _texts(session)
     # Tenant A may change or delete its own row; B's row stays as it was.
@@ -818,7 +749,7 @@ async def test_orm_select_embedding_a_table_cte_stays_in_its_tenant(session, bac
     if backend.family in unsupported:
         pytest.skip(f"{backend.family} has no such statement form")
     ids = await _seed_notes(session)
-    outcome = await _attack(session, build(ids))
+    outcome = await attack(session, build(ids))
     # Loader criteria cannot reach the Table object: the statement is refused, not run.
     assert isinstance(outcome, RepositoryError)
     assert outcome.detail["reason"] == "unscoped_statement"
@@ -832,7 +763,7 @@ async def test_orm_select_embedding_a_table_cte_stays_in_its_tenant(session, bac
 async def test_core_alias_joined_into_an_orm_select_is_refused(session):
     await _seed_notes(session)
     other = NOTES.alias("other")
-    outcome = await _attack(session, select(Note.id, other.c.text).join(other, true()))
+    outcome = await attack(session, select(Note.id, other.c.text).join(other, true()))
     assert isinstance(outcome, RepositoryError)
     assert outcome.detail["reason"] == "unscoped_statement"
 
@@ -841,4 +772,4 @@ async def test_table_sharing_the_entitys_from_stays_scoped(session):
     """``select(Note.id).where(notes.c.text != "")``: one ``FROM notes``, with the criteria."""
     ids = await _seed_notes(session)
     statement = select(Note.id, NOTES.c.text).where(NOTES.c.text != "")
-    assert await _attack(session, statement) == [(ids["A"], "secret-A")]
+    assert await attack(session, statement) == [(ids["A"], "secret-A")]
