@@ -137,6 +137,9 @@ def _scope_orm(state: ORMExecuteState, scope: TenantScope, *, soft: bool) -> Non
     if tenant_id is not None and state.is_relationship_load:
         # The ORM's own load may read a tenant table as a relationship's ``secondary``.
         statement = statement.execution_options(**{RELATIONSHIP_LOAD: True})
+    elif statement._execution_options.get(RELATIONSHIP_LOAD):  # noqa: SLF001
+        # Only the hooks say what is a relationship load: the application cannot.
+        statement = statement.execution_options(**{RELATIONSHIP_LOAD: False})
     state.statement = statement
 
 

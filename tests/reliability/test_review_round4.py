@@ -76,6 +76,7 @@ from sqla_repo import (
     all_tenants,
     tenant,
 )
+from sqla_repo._plain_tables import RELATIONSHIP_LOAD
 from sqla_repo.mixins.tenant import TENANT_ID_TYPE
 from sqla_repo.repository import BaseRepository
 
@@ -688,3 +689,12 @@ async def test_stale_object_gives_way_and_the_new_one_leaves_with_the_rollback(d
     assert not sa_inspect(fresh).persistent
     assert await repo.get_one_or_none(id=key) is None
     assert await _names(db) == []
+
+
+async def test_the_relationship_load_option_cannot_be_claimed_by_the_application(seeded):
+    """A statement that sets the relationship-load option itself is checked like any other.
+
+    Only the session hooks mark the ORM's own relationship loads.
+    """
+    statement = select(Doc.slug, DOC_TAGS.c.note).execution_options(**{RELATIONSHIP_LOAD: True})
+    assert refused(await attack(seeded, statement))
