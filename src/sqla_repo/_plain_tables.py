@@ -27,19 +27,19 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm.util import LoaderCriteriaOption
 from sqlalchemy.sql import visitors
-from sqlalchemy.sql.elements import ColumnClause, ColumnElement
+from sqlalchemy.sql.elements import ClauseElement, ColumnClause, ColumnElement
 from sqlalchemy.sql.schema import Column, Table
 from sqlalchemy.sql.selectable import (
     AliasedReturnsRows,
-    CompoundSelect,
     FromClause,
     Join,
     Select,
     TableClause,
 )
-from sqlalchemy.sql.util import find_tables
 
+from sqla_repo._entity_selectables import own_selectable
 from sqla_repo._scoped_tables import table_of, tenant_tables, unscoped
+from sqla_repo.mixins.soft_delete import SoftDeleteMixin
 from sqla_repo.mixins.tenant import TenantMixin
 
 if TYPE_CHECKING:
@@ -93,26 +93,8 @@ def _expression_froms(expression: Any) -> Iterator[tuple[Any, Any]]:
             pending.extend(element.get_children())
 
 
-def _froms(select: Select[Any]) -> Iterator[tuple[Any, Any]]:
-    """Every FROM element *select* names itself, joins opened up, with its entity.
-
-    Nested SELECTs are left to their own turn.
-    """
-    pending: list[tuple[Any, Any]] = [
-        (item, _entity(item))
-        for item in select._from_obj  # noqa: SLF001
-    ]
-    criteria: list[Any] = [*select._where_criteria, *select._having_criteria]  # noqa: SLF001
-    for column in select._raw_columns:  # noqa: SLF001
-        # A function is a FROM clause too: it is read as the expression it is here.
-        if isinstance(column, FromClause) and not isinstance(column, ColumnElement):  # type: ignore[unreachable]
-            pending.append((column, _entity(column)))
-        else:
-            criteria.append(column)
-    for target, on, left, _flags in select._setup_joins:  # noqa: SLF001
-        pending.extend((item, _entity(item)) for item in (target, left) if item is not None)
-        if on is not None:
-            criteria.append(on)
+def _opened(pending: list[tuple[Any, Any]], criteria: list[Any]) -> Iterator[tuple[Any, Any]]:
+    """The FROM elements of *pending*, joins opened up (their ON clauses go to *criteria*)."""
     while pending:
         item, entity = pending.pop()
         if isinstance(item, Join):
@@ -123,9 +105,36 @@ def _froms(select: Select[Any]) -> Iterator[tuple[Any, Any]]:
                 criteria.append(item.onclause)
         else:
             yield item, entity or _entity(item)
+
+
+def _froms(select: Select[Any]) -> Iterator[tuple[Any, Any]]:
+    """Every FROM element *select* names itself, joins opened up, with its entity.
+
+    Nested SELECTs are left to their own turn.
+    """
+    pending: list[tuple[Any, Any]] = [
+        (item, _entity(item))
+        for item in select._from_obj  # noqa: SLF001
+    ]
+    criteria: list[Any] = list(select._where_criteria)  # noqa: SLF001
+    for column in select._raw_columns:  # noqa: SLF001
+        # A function is a FROM clause too: it is read as the expression it is here.
+        if isinstance(column, FromClause) and not isinstance(column, ColumnElement):  # type: ignore[unreachable]
+            pending.append((column, _entity(column)))
+        else:
+            criteria.append(column)
+    for target, on, left, _flags in select._setup_joins:  # noqa: SLF001
+        pending.extend((item, _entity(item)) for item in (target, left) if item is not None)
+        if on is not None:
+            criteria.append(on)
+    yield from _opened(pending, criteria)
     for criterion in criteria:
         if criterion is not None:
             yield from _expression_froms(criterion)
+    # An entity named only in HAVING adds no FROM the criteria filter: it covers nothing.
+    for criterion in select._having_criteria:  # noqa: SLF001
+        for item, _source in _expression_froms(criterion):
+            yield item, None
 
 
 class _Tenants:
@@ -224,43 +233,27 @@ def _correlates(select: Select[Any], item: Any) -> bool:
     return except_ is not None and item not in except_
 
 
-def _own_selectable(entity: Any) -> bool:
-    """Whether an entity's selectable is built by SQLAlchemy from its mappers' tables.
+def _entities(statement: Any) -> tuple[set[int], set[Any], type[Any] | None]:
+    """The selectables to skip, the mappers named, and a model aliased over a loose join.
 
-    ``aliased(Company)`` of a joined-table class, ``with_polymorphic(..., aliased=True)``
-    and a concrete hierarchy's polymorphic union select from a subquery over the
-    mappers' own tables, which the criteria scope through the entity. A selectable the
-    application gives, ``aliased(Item, select(items).subquery())``, is looked at.
+    An aliased entity over a join of its tables that are not joined by their inherit
+    conditions cannot be scoped by the criteria (see ``own_selectable``).
     """
-    inner = getattr(entity.selectable, "element", None)
-    if not isinstance(inner, Select):
-        return not isinstance(inner, CompoundSelect) or not entity.is_aliased_class
-    if inner._where_criteria:  # noqa: SLF001
-        return False
-    own = {table for mapper in entity.with_polymorphic_mappers for table in mapper.tables}
-    own.update(entity.mapper.tables)
-    for column in inner._raw_columns:  # noqa: SLF001
-        if not isinstance(column, (Join, TableClause)):
-            return False
-        if not {table_of(t) for t in find_tables(column)} <= own:
-            return False
-    return True
-
-
-def _entities(statement: Any) -> tuple[set[int], set[Any]]:
-    """The selectables to skip (see ``_own_selectable``), and the mappers named."""
     skip: set[int] = set()
     mappers: set[Any] = set()
+    loose: type[Any] | None = None
     for element in visitors.iterate(statement):
         entity = _entity(element)
         if entity is None or entity is _SCOPED_FROM:
             continue
         mappers.add(entity.mapper)
-        if _own_selectable(entity):
+        if own_selectable(entity):
             skip.add(id(entity.selectable))
             if isinstance(element, FromClause) and not isinstance(element, (TableClause, Join)):
                 skip.add(id(element))
-    return skip, mappers
+        elif entity.is_aliased_class and isinstance(entity.selectable, Join):
+            loose = loose or entity.mapper.class_
+    return skip, mappers, loose
 
 
 def _walk(statement: Any, tenants: _Tenants, skip: set[int]) -> type[Any] | None:
@@ -324,14 +317,56 @@ def _expression_model(statement: Any, tenants: _Tenants) -> type[Any] | None:
     return None
 
 
+def _related(mappers: set[Any]) -> set[Any]:
+    """*mappers*, their subclasses and every mapper their relationships reach.
+
+    Their column expressions may be loaded with the statement (``joinedload``,
+    ``with_polymorphic="*"``).
+    """
+    found: set[Any] = set()
+    pending = list(mappers)
+    while pending:
+        mapper = pending.pop()
+        if mapper in found:
+            continue
+        found.add(mapper)
+        pending.extend(mapper.self_and_descendants)
+        pending.extend(rel.mapper for rel in mapper.relationships)
+    return found
+
+
 def _mapped_expression_model(mappers: set[Any], tenants: _Tenants) -> type[Any] | None:
     """A tenant model a ``column_property()`` or ``query_expression()`` reads unscoped."""
-    for mapper in mappers:
+    for mapper in _related(mappers):
         for prop in mapper.column_attrs:
             for expression in prop.columns:
                 if isinstance(expression, Column):
                     continue
                 model = _walk(expression, tenants, set())
+                if model is not None:
+                    return model
+    return None
+
+
+def _option_criteria_model(statement: Any, tenants: _Tenants) -> type[Any] | None:
+    """A tenant model the criteria of the statement's loader options read unscoped.
+
+    ``selectinload(A.bs.and_(...))`` and the application's own ``with_loader_criteria``
+    carry expressions the statement walk does not see; they are checked as the
+    application's (no relationship load may vouch for them).
+    """
+    strict = _Tenants(tenants.tables, relationship_load=False)
+    for option in getattr(statement, "_with_options", ()):
+        criteria: list[Any] = []
+        if isinstance(option, LoaderCriteriaOption):
+            if option.root_entity in (TenantMixin, SoftDeleteMixin):
+                continue  # the hooks' own
+            criteria.append(option.where_criteria)
+        for element in getattr(option, "context", ()):
+            criteria.extend(element._extra_criteria)  # noqa: SLF001
+        for criterion in criteria:
+            if isinstance(criterion, ClauseElement):
+                model = _walk(criterion, strict, set())
                 if model is not None:
                     return model
     return None
@@ -343,9 +378,12 @@ def plain_tenant_model(statement: Any, *, relationship_load: bool = False) -> ty
     if not tables:
         return None
     tenants = _Tenants(tables, relationship_load=relationship_load)
-    skip, mappers = _entities(statement)
+    skip, mappers, loose = _entities(statement)
+    if loose is not None and any(table in tables for table in loose.__mapper__.tables):
+        return loose
     return (
         _expression_model(statement, tenants)
+        or _option_criteria_model(statement, tenants)
         or _walk(statement, tenants, skip)
         or _mapped_expression_model(mappers, tenants)
     )
