@@ -27,10 +27,11 @@ POOLED_MODULES = frozenset(
         "test_repository_edges",
         "test_repository_state_machine",
         "test_concurrency",
+        "test_first_statement_writes",
     }
 )
 """Modules that also run through PgBouncer (``backends.POOLED``): the repository
-contract and the concurrency races."""
+contract, the concurrency races, and the driver-level rollback of a failed first write."""
 
 _SELECTED: list[str] = []
 _CREATED: dict[str, backends.Backend] = {}

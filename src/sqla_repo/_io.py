@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
+from sqla_repo._statement_writes import rollback_driver as rollback_driver_sync
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncScalarResult, AsyncSession
     from sqlalchemy.orm import Session
 
-__all__ = ["driver_connection", "run_sync", "stream_scalars"]
+__all__ = ["driver_connection", "rollback_driver", "run_sync", "stream_scalars"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -43,3 +45,8 @@ async def driver_connection(conn: AsyncConnection) -> Any:
     """Return the DBAPI driver's own connection object behind *conn*."""
     raw = await conn.get_raw_connection()
     return raw.driver_connection
+
+
+async def rollback_driver(conn: AsyncConnection) -> None:
+    """Roll back the driver's transaction under *conn*, leaving *conn*'s own open."""
+    await conn.run_sync(rollback_driver_sync)

@@ -22,6 +22,7 @@ from sqla_repo._statements import ModelInfo, guard_criteria, update_values
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
+    from sqlalchemy import Connection
     from sqlalchemy.orm import Session
 
 __all__ = [
@@ -30,6 +31,8 @@ __all__ = [
     "guarded",
     "insert_one",
     "reread_statement",
+    "rollback_driver",
+    "transaction_started",
     "update_one",
     "update_statement",
 ]
@@ -79,6 +82,34 @@ def delete_statement(
     )
 
 
+def transaction_started(driver: Any) -> bool:
+    """Whether the database transaction of *driver* (a driver connection) ran anything yet.
+
+    PostgreSQL aborts its whole transaction on an error, which is why its writes run
+    inside a SAVEPOINT. A write that is the first statement of its transaction has
+    nothing before it to lose: it needs no SAVEPOINT, and on error the driver's
+    transaction is rolled back (:func:`rollback_driver`); the next statement begins a
+    new one, unseen by the ``Session`` and its caller. Only the driver knows whether a
+    statement ran (an ``after_begin`` listener's ``SET LOCAL`` included); asyncpg and
+    psycopg (3 and 2) tell, any other driver counts as started.
+    """
+    is_in_transaction = getattr(driver, "is_in_transaction", None)
+    if callable(is_in_transaction):  # asyncpg
+        return bool(is_in_transaction())
+    status = getattr(getattr(driver, "info", None), "transaction_status", None)
+    return status != 0  # psycopg 3 and psycopg2: 0 is IDLE, nothing sent since BEGIN
+
+
+def rollback_driver(conn: Connection) -> None:
+    """Roll back the driver's transaction under *conn*, leaving *conn*'s own open.
+
+    Used where :func:`transaction_started` said the failed write was all the
+    transaction held: the ``Connection`` and ``Session`` go on in the same logical
+    transaction, which the driver begins anew at the next statement.
+    """
+    conn.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
+
+
 def guarded(
     session: Session,
     info: ModelInfo,
@@ -92,23 +123,31 @@ def guarded(
     The SAVEPOINT is plain SQL on the session's connection, unknown to the ``Session``:
     only statements may run inside it, never a unit-of-work flush (a ``ROLLBACK TO``
     would undo rows the ``Session`` believes written). A failed statement changes no
-    ORM state, so rolling back to the SAVEPOINT restores everything. Meant to run in
-    one ``run_sync()`` call: the whole write then costs one greenlet switch.
+    ORM state, so rolling back to the SAVEPOINT restores everything. In a transaction
+    that has run nothing yet, the SAVEPOINT is left out (:func:`transaction_started`).
+    Meant to run in one ``run_sync()`` call: the whole write then costs one greenlet
+    switch.
     """
     if savepoint is None:
         return work(session, *args, **kwargs)
     conn = session.connection(bind_arguments={"mapper": info.mapper})
-    conn.exec_driver_sql(f"SAVEPOINT {savepoint}")
+    started = transaction_started(conn.connection.driver_connection)
+    if started:
+        conn.exec_driver_sql(f"SAVEPOINT {savepoint}")
     try:
         out = work(session, *args, **kwargs)
     except BaseException:
         # A lost connection took the transaction with it: its error is the one to see.
-        # On cancellation the ROLLBACK TO may fail too: its error then propagates and
+        # On cancellation the rollback may fail too: its error then propagates and
         # the driver discards the connection.
         if not conn.invalidated:
-            conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {savepoint}")
+            if started:
+                conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {savepoint}")
+            else:
+                rollback_driver(conn)
         raise
-    conn.exec_driver_sql(f"RELEASE SAVEPOINT {savepoint}")
+    if started:
+        conn.exec_driver_sql(f"RELEASE SAVEPOINT {savepoint}")
     return out
 
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
+from sqla_repo._statement_writes import rollback_driver as rollback_driver_sync
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from sqlalchemy import Connection, ScalarResult, Select
     from sqlalchemy.orm import Session
 
-__all__ = ["driver_connection", "run_sync", "stream_scalars"]
+__all__ = ["driver_connection", "rollback_driver", "run_sync", "stream_scalars"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -38,3 +40,8 @@ def stream_scalars(session: Session, stmt: Select[tuple[T]]) -> ScalarResult[T]:
 def driver_connection(conn: Connection) -> Any:
     """Return the DBAPI driver's own connection object behind *conn*."""
     return conn.connection.driver_connection
+
+
+def rollback_driver(conn: Connection) -> None:
+    """Roll back the driver's transaction under *conn*, leaving *conn*'s own open."""
+    rollback_driver_sync(conn)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqla_repo import _bulk, _io
 from sqla_repo._references import check_rows, tenant_references
 from sqla_repo._repo_core import ModelT, RepositoryCore
-from sqla_repo._statement_writes import guarded
+from sqla_repo._statement_writes import guarded, transaction_started
 from sqla_repo._translate import translate_errors
 from sqla_repo.routing import use_primary
 
@@ -122,9 +122,10 @@ class Transactions(RepositoryCore[ModelT, AsyncSession]):
         statement needs no SAVEPOINT there; PostgreSQL aborts the whole transaction, so
         the block runs inside a plain ``SAVEPOINT`` sent on the connection, which costs
         far less than ``begin_nested()`` and is safe because a failed statement changes
-        no ORM state. Pending changes are flushed first, outside it. With *several*
-        writing statements (all or nothing), the other backends get ``atomic()``'s
-        SAVEPOINT.
+        no ORM state; a transaction that has run nothing yet needs none, and on error
+        its driver transaction is rolled back instead. Pending changes are flushed
+        first, outside it. With *several* writing statements (all or nothing), the
+        other backends get ``atomic()``'s SAVEPOINT.
         """
         protect = self._protect()
         if not (protect and self._aborts_on_error()):
@@ -140,6 +141,15 @@ class Transactions(RepositoryCore[ModelT, AsyncSession]):
         with use_primary(), translate_errors(self.model):
             await self._flush_pending()
             conn = await self.session.connection(bind_arguments={"mapper": self._info.mapper})
+            if not transaction_started(await _io.driver_connection(conn)):
+                # The write is the transaction's first statement: nothing to protect.
+                try:
+                    yield
+                except BaseException:
+                    if not conn.invalidated:
+                        await _io.rollback_driver(conn)
+                    raise
+                return
             depth = _SAVEPOINT_DEPTH.get() + 1
             name = f"sqla_repo_sp{depth}"
             token = _SAVEPOINT_DEPTH.set(depth)

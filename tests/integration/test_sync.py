@@ -212,6 +212,37 @@ def test_conflict_keeps_the_transaction_usable(new_session):
         assert emails(session) == ["a@x.org", "c@x.org"]
 
 
+def test_a_failed_first_write_keeps_the_transaction(new_session, backend):
+    """A conflict as the transaction's first statement: no SAVEPOINT, nothing lost.
+
+    The sync drivers tell whether their transaction ran anything (psycopg's
+    ``transaction_status``). The failed write leaves the transaction empty again, so
+    the next write is first too; on PostgreSQL only the one after pays the SAVEPOINT.
+    """
+    with new_session() as session, session.begin():
+        UserRepository(session).create({"email": "a@x.org"})
+    sent: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        sent.append(statement.split()[0].upper())
+
+    with new_session() as session, session.begin():
+        repo = UserRepository(session)
+        session.connection()
+        event.listen(session.get_bind(), "before_cursor_execute", record)
+        try:
+            with pytest.raises(UniqueViolationError):
+                repo.create({"email": "a@x.org"})
+            repo.create({"email": "b@x.org"})
+            repo.create({"email": "c@x.org"})
+        finally:
+            event.remove(session.get_bind(), "before_cursor_execute", record)
+    last = ["SAVEPOINT", "INSERT", "RELEASE"] if backend.family == "postgresql" else ["INSERT"]
+    assert sent == ["INSERT", "INSERT", *last]
+    with new_session() as session:
+        assert emails(session) == ["a@x.org", "b@x.org", "c@x.org"]
+
+
 def test_error_messages_carry_no_values(new_session):
     """Translated errors name the model, never the SQL or the values bound."""
     with new_session() as session, session.begin():
