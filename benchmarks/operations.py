@@ -5,7 +5,10 @@ for Core, an ``AsyncSession`` for hand-written ORM code and FastCRUD, a reposito
 sqla_repo and advanced-alchemy) and one argument, and does one operation the way a user
 of that library would write it. A handle is made once per timed sample, inside a fresh
 session whose transaction is rolled back after the sample, so every sample starts from
-the same table and an empty identity map.
+the same table and an empty identity map. An operation with ``own_transaction`` set is a
+whole unit of work instead: each call begins its own transaction and commits it, Core's
+handle is then the ``AsyncEngine``, and the operation's ``cleanup`` deletes the committed
+rows once every contender has run.
 
 The synchronous contenders (``SYNC_CONTENDERS``: hand-written ORM code on a ``Session``,
 ``SyncBaseRepository`` and advanced-alchemy's ``SQLAlchemySyncRepository``) are plain
@@ -16,6 +19,7 @@ contenders' ratios are to the hand-written sync ORM (``yardstick()``).
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -92,10 +96,13 @@ class Env:
         return self.engine.dialect.name in {"mysql", "mariadb"}
 
 
-async def make_handle(env: Env, contender: str, session: AsyncSession) -> Any:
+async def make_handle(
+    env: Env, contender: str, session: AsyncSession, *, own_transaction: bool = False
+) -> Any:
     m = env.models
     if contender == "core":
-        return await session.connection()
+        # With own_transaction, each call begins (and commits) on the engine itself.
+        return env.engine if own_transaction else await session.connection()
     if contender == "sqla_repo":
         return m.repo_class(session)
     if contender == "sqla_repo_nosp":
@@ -231,6 +238,67 @@ def create_repo_sync(_env: Env, repo: Any, values: dict[str, Any]) -> Any:
 
 def create_aa_sync(env: Env, repo: Any, values: dict[str, Any]) -> Any:
     return repo.add(env.models.aa_model(**values))  # type: ignore[misc]
+
+
+# -- create, one transaction per call: begin, create one row, commit --------------------
+#
+# A web handler's whole unit of work. The session starts with no transaction, so the
+# INSERT is the first statement of each transaction.
+
+TX_TAG = "tx"  # the tag of the rows create_tx commits: emails "tx<n>-<i>@example.net"
+
+
+async def create_tx_core(env: Env, engine: Any, values: dict[str, Any]) -> Any:
+    t = env.models.table
+    async with engine.begin() as conn:
+        if env.insert_returning:
+            return (await conn.execute(insert(t).returning(*t.c), values)).one()
+        result = await conn.execute(insert(t), values)
+        return {"id": result.inserted_primary_key[0]}
+
+
+async def create_tx_orm(env: Env, session: AsyncSession, values: dict[str, Any]) -> Any:
+    obj = env.models.hand(**values)
+    async with session.begin():  # the commit flushes
+        session.add(obj)
+    return obj
+
+
+async def create_tx_repo(_env: Env, repo: Any, values: dict[str, Any]) -> Any:
+    async with repo.session.begin():
+        return await repo.create(values)
+
+
+async def create_tx_aa(env: Env, repo: Any, values: dict[str, Any]) -> Any:
+    return await repo.add(env.models.aa_model(**values), auto_commit=True)  # type: ignore[misc]
+
+
+async def create_tx_fastcrud(env: Env, session: AsyncSession, values: dict[str, Any]) -> Any:
+    m = env.models
+    return await m.fastcrud.create(session, m.fastcrud_create(**values))  # type: ignore[misc]
+
+
+def create_tx_orm_sync(env: Env, session: Session, values: dict[str, Any]) -> Any:
+    obj = env.models.hand(**values)
+    with session.begin():
+        session.add(obj)
+    return obj
+
+
+def create_tx_repo_sync(_env: Env, repo: Any, values: dict[str, Any]) -> Any:
+    with repo.session.begin():
+        return repo.create(values)
+
+
+def create_tx_aa_sync(env: Env, repo: Any, values: dict[str, Any]) -> Any:
+    return repo.add(env.models.aa_model(**values), auto_commit=True)  # type: ignore[misc]
+
+
+async def delete_tx_rows(env: Env) -> None:
+    """Delete the rows create_tx committed: the table is as before for the next operation."""
+    t = env.models.table
+    async with env.engine.begin() as conn:
+        await conn.execute(delete(t).where(t.c.email.like(f"{TX_TAG}%@example.net")))
 
 
 # -- bulk create ----------------------------------------------------------------------
@@ -654,6 +722,11 @@ class Operation:
     args: Callable[[Env, int, int], list[Any]]
     check: Callable[[Env, AsyncSession, Any, Any], Awaitable[None]] | None = None
     unit_note: str = ""
+    # Each call begins and commits its own transaction: the harness begins none, and
+    # every call (of every contender) gets arguments of its own, since rows are committed.
+    own_transaction: bool = False
+    # Run once after every contender's samples, e.g. to delete committed rows.
+    cleanup: Callable[[Env], Awaitable[None]] | None = None
 
 
 # -- checks (run once per contender before timing: identical work, right answers) -------
@@ -743,6 +816,7 @@ def operations(env: Env, *, reps: int, heavy_reps: int, quick: bool) -> list[Ope
 
 WRITES = {
     "create",
+    "create_tx",
     "update",
     "delete",
     "bulk_create",
@@ -761,6 +835,7 @@ def _with_nosp(op: Operation) -> Operation:
 
 def _operations(env: Env, *, reps: int, heavy_reps: int, quick: bool) -> list[Operation]:
     n = 5 if quick else 1
+    tx_tags = itertools.count()  # create_tx commits: every batch of rows gets a fresh tag
     return [
         Operation(
             "get",
@@ -797,6 +872,26 @@ def _operations(env: Env, *, reps: int, heavy_reps: int, quick: bool) -> list[Op
             },
             args=lambda _env, rep, k: new_rows(k, f"c{rep}"),
             check=check_create,
+        ),
+        Operation(
+            "create_tx",
+            "create, one transaction per call",
+            per_sample=max(25 // n, 2),
+            reps=reps,
+            fns={
+                "core": create_tx_core,
+                "orm": create_tx_orm,
+                "sqla_repo": create_tx_repo,
+                "advanced_alchemy": create_tx_aa,
+                "fastcrud": create_tx_fastcrud,
+                "orm_sync": create_tx_orm_sync,
+                "sqla_repo_sync": create_tx_repo_sync,
+                "advanced_alchemy_sync": create_tx_aa_sync,
+            },
+            args=lambda _env, _rep, k: new_rows(k, f"{TX_TAG}{next(tx_tags)}"),
+            check=check_create,
+            own_transaction=True,
+            cleanup=delete_tx_rows,
         ),
         Operation(
             "update",

@@ -19,7 +19,7 @@ import sys
 
 import operations as ops
 from run import BACKENDS, DEFAULT_URLS, MAIN_TABLE, Backend, seed
-from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import sessionmaker
 
@@ -84,7 +84,10 @@ async def amain(args: argparse.Namespace) -> None:
                     with env.sync_maker() as sync_session:
                         try:
                             handle = ops.make_sync_handle(env, args.contender, sync_session)
-                            sync_session.connection()
+                            if not op.own_transaction:
+                                # As run.py: writes are measured inside a transaction
+                                # that has already run a statement.
+                                sync_session.scalar(text("SELECT 1"))
                             if number:
                                 profiler.enable()
                             for argument in arguments:
@@ -95,8 +98,11 @@ async def amain(args: argparse.Namespace) -> None:
                     continue
                 async with maker() as session:
                     try:
-                        handle = await ops.make_handle(env, args.contender, session)
-                        await session.connection()
+                        handle = await ops.make_handle(
+                            env, args.contender, session, own_transaction=op.own_transaction
+                        )
+                        if not op.own_transaction:
+                            await session.scalar(text("SELECT 1"))
                         if number:
                             profiler.enable()
                         for argument in arguments:

@@ -31,6 +31,7 @@ SUMMARY_START, SUMMARY_END = "<!-- summary:start -->", "<!-- summary:end -->"
 SUMMARY_OPS = {
     "get": "`get(id)`",
     "create": "`create()`",
+    "create_tx": "`create()`, one transaction per call",
     "update": "`update(id, values)`",
     "delete": "`delete(id)`",
     "bulk_create": "`bulk_create()`",
@@ -44,6 +45,7 @@ SUMMARY_AGAINST = {
     ("bulk_insert", "core"): "Core `insert()`, executemany",
     ("get", "orm_sync"): "hand-written sync ORM",
     ("create", "orm_sync"): "hand-written sync ORM",
+    ("create_tx", "orm_sync"): "hand-written sync ORM",
     ("update", "orm_sync"): "hand-written sync ORM",
     ("delete", "orm_sync"): "hand-written sync ORM",
     ("search", "orm_sync"): "hand-written sync ORM",
@@ -52,6 +54,7 @@ SUMMARY_AGAINST = {
 SUMMARY_SYNC_OPS = {
     "get": "`SyncBaseRepository.get(id)`",
     "create": "`SyncBaseRepository.create()`",
+    "create_tx": "`SyncBaseRepository.create()`, one transaction per call",
     "update": "`SyncBaseRepository.update(id, values)`",
     "delete": "`SyncBaseRepository.delete(id)`",
     "search": "`SyncBaseRepository.search()`, page and total",

@@ -1,13 +1,14 @@
 """Benchmark sqla_repo against hand-written SQLAlchemy, Core, advanced-alchemy and FastCRUD.
 
 Every contender does the same work on the same table in the same run. Samples are
-interleaved (A B C D E, B C D E A, ...), each one in a fresh session whose transaction is
-rolled back afterwards, and the median per operation is reported with its ratio to the
-hand-written ORM version and to SQLAlchemy Core, and the number of SQL statements one
-operation sends. The synchronous contenders (``SyncBaseRepository``, hand-written code on
-a ``Session``, advanced-alchemy's sync repository) run on the same database through the
-backend's sync driver (sqlite3, psycopg, PyMySQL); their ratios are to the hand-written
-sync ORM version.
+interleaved (A B C D E, B C D E A, ...), each one in a fresh session whose transaction has
+run a ``SELECT 1`` before the timed calls and is rolled back afterwards (an operation that
+begins and commits a transaction per call gets a session with no transaction instead),
+and the median per operation is reported with its ratio to the hand-written ORM version
+and to SQLAlchemy Core, and the number of SQL statements one operation sends. The
+synchronous contenders (``SyncBaseRepository``, hand-written code on a ``Session``,
+advanced-alchemy's sync repository) run on the same database through the backend's sync
+driver (sqlite3, psycopg, PyMySQL); their ratios are to the hand-written sync ORM version.
 
     python benchmarks/run.py                       # the full run: SQLite, PostgreSQL, MariaDB
     python benchmarks/run.py --quick               # a smoke test of the harness (< 1 minute)
@@ -65,6 +66,7 @@ STREAM_TABLE = "bench_stream"
 TARGETS = (
     ("get", "orm", 1.10, "get by id <= 1.10x hand-written ORM"),
     ("create", "orm", 1.10, "create <= 1.10x hand-written ORM"),
+    ("create_tx", "orm", 1.10, "create, one transaction per call <= 1.10x hand-written ORM"),
     ("update", "orm", 0.80, "update by id with values <= 0.80x hand-written ORM"),
     ("delete", "orm", 0.70, "delete by id <= 0.70x hand-written ORM"),
     (
@@ -81,6 +83,12 @@ TARGETS = (
 SYNC_TARGETS = (
     ("get", "orm_sync", 1.10, "sync get by id <= 1.10x hand-written sync ORM"),
     ("create", "orm_sync", 1.10, "sync create <= 1.10x hand-written sync ORM"),
+    (
+        "create_tx",
+        "orm_sync",
+        1.10,
+        "sync create, one transaction per call <= 1.10x hand-written sync ORM",
+    ),
     ("update", "orm_sync", 0.80, "sync update by id with values <= 0.80x hand-written sync ORM"),
     ("delete", "orm_sync", 0.70, "sync delete by id <= 0.70x hand-written sync ORM"),
     (
@@ -300,12 +308,24 @@ class StatementCounter:
         event.remove(self.engine, "before_cursor_execute", self._on_execute)
 
 
+# What each sample's transaction runs before the timed calls (and before the statement
+# count). session.connection() alone sends nothing on asyncpg and psycopg: BEGIN goes out
+# with the transaction's first statement. The first measured call would then be its
+# transaction's first statement, which sqla_repo writes without a SAVEPOINT on
+# PostgreSQL, and the later calls of the sample would not. With this statement first,
+# every call of every contender is measured as a statement in a transaction already
+# under way; the own_transaction operations measure the other shape.
+WARM_TRANSACTION = text("SELECT 1")
+
+
 async def checked_call(
     env: ops.Env, op: ops.Operation, contender: str, arg: Any, *, check: bool = True
 ) -> int:
     """Run one call in its own rolled-back session and return its statement count.
 
-    With *check*, the operation's check then verifies the call's effect in that session.
+    The session's transaction runs ``SELECT 1`` first, outside the count, unless the
+    operation begins its own transaction. With *check*, the operation's check then
+    verifies the call's effect in that session.
     """
     fn = op.fns[contender]
     if contender in ops.SYNC_CONTENDERS:
@@ -314,7 +334,8 @@ async def checked_call(
         with env.sync_maker() as sync_session:
             try:
                 handle = ops.make_sync_handle(env, contender, sync_session)
-                sync_session.connection()
+                if not op.own_transaction:
+                    sync_session.scalar(WARM_TRANSACTION)
                 with StatementCounter(env.sync_engine) as counter:
                     result = fn(env, handle, arg)
                 if check and op.check is not None:
@@ -324,8 +345,11 @@ async def checked_call(
                 sync_session.rollback()
     async with env.maker() as session:
         try:
-            handle = await ops.make_handle(env, contender, session)
-            await session.connection()
+            handle = await ops.make_handle(
+                env, contender, session, own_transaction=op.own_transaction
+            )
+            if not op.own_transaction:
+                await session.scalar(WARM_TRANSACTION)
             with StatementCounter(env.engine) as counter:
                 result = await fn(env, handle, arg)
             if check and op.check is not None:
@@ -335,16 +359,22 @@ async def checked_call(
             await session.rollback()
 
 
-async def timed_sample(
-    env: ops.Env, contender: str, fn: Callable[..., Any], args: list[Any]
-) -> float:
-    """Time *fn* on each of *args* in one fresh session, rolled back after; seconds per call."""
+async def timed_sample(env: ops.Env, op: ops.Operation, contender: str, args: list[Any]) -> float:
+    """Time *contender* on each of *args* in one fresh session, rolled back after.
+
+    Returns seconds per call. The session's transaction runs ``SELECT 1`` outside the
+    timing, unless the operation begins its own transaction per call: then the session
+    starts with none.
+    """
+    fn = op.fns[contender]
     if contender in ops.SYNC_CONTENDERS:
         assert env.sync_maker is not None
         with env.sync_maker() as sync_session:
             try:
                 handle = ops.make_sync_handle(env, contender, sync_session)
-                sync_session.connection()  # check out and begin outside the timing
+                if not op.own_transaction:
+                    # Check out, begin and run a statement outside the timing.
+                    sync_session.scalar(WARM_TRANSACTION)
                 start = time.perf_counter()
                 for arg in args:
                     fn(env, handle, arg)
@@ -354,8 +384,12 @@ async def timed_sample(
         return elapsed / len(args)
     async with env.maker() as session:
         try:
-            handle = await ops.make_handle(env, contender, session)
-            await session.connection()  # check out and begin outside the timing
+            handle = await ops.make_handle(
+                env, contender, session, own_transaction=op.own_transaction
+            )
+            if not op.own_transaction:
+                # Check out, begin and run a statement outside the timing.
+                await session.scalar(WARM_TRANSACTION)
             start = time.perf_counter()
             for arg in args:
                 await fn(env, handle, arg)
@@ -380,13 +414,17 @@ async def run_operation(env: ops.Env, op: ops.Operation, contenders: list[str]) 
     gc.collect()
     gc.freeze()
     for rep in range(op.reps):
-        args = op.args(env, rep, op.per_sample)
+        # An own-transaction operation commits its rows: each sample needs rows of its own.
+        shared = None if op.own_transaction else op.args(env, rep, op.per_sample)
         shift = rep % len(names)
         for contender in names[shift:] + names[:shift]:
+            args = shared if shared is not None else op.args(env, rep, op.per_sample)
             gc.collect()
-            per_call = await timed_sample(env, contender, op.fns[contender], args)
+            per_call = await timed_sample(env, op, contender, args)
             out["contenders"][contender]["samples"].append(per_call)
     gc.unfreeze()
+    if op.cleanup is not None:  # e.g. delete the rows an own-transaction operation committed
+        await op.cleanup(env)
     for stats in out["contenders"].values():
         stats["median_s"] = statistics.median(stats["samples"])
     medians = {c: s["median_s"] for c, s in out["contenders"].items()}

@@ -29,6 +29,8 @@ from sqla_repo._statement_writes import (
     delete_statement,
     record_new,
     reread_statement,
+    table_insert,
+    table_params,
     update_statement,
 )
 from sqla_repo._statements import ModelInfo, bulk_update_statement, guard_criteria
@@ -101,6 +103,15 @@ async def insert_many(
     every ORM ``INSERT``; no object is built or added to the session. Rows are grouped by
     key set so that each group batches into multi-row statements.
     """
+    if info.insert_statement_ok:
+        # One table and nothing the ORM statement would add but the version: the
+        # table's own INSERT costs about half as much Python per row.
+        table_stmt = table_insert(info)
+        bind = {"mapper": info.mapper}
+        for group in group_rows([table_params(info, row) for row in rows]):
+            for batch in chunks(group, batch_size):
+                await session.execute(table_stmt, batch, bind_arguments=bind)
+        return len(rows)
     stmt = insert(info.model).execution_options(render_nulls=True)
     for group in group_rows(rows):
         for batch in chunks(group, batch_size):

@@ -32,6 +32,7 @@ from sqlalchemy.sql.elements import ClauseElement
 from sqla_repo._converters import (
     COERCERS,
     CoercionError,
+    _int_bits,
     check_charset,
     invalid,
     to_decimal,
@@ -248,7 +249,11 @@ def value_checker(type_: sqltypes.TypeEngine[Any]) -> Callable[[object], None] |
     if checker is None and not typed:
         return None
 
+    fine = _fast_path(target, inner) if typed else None
+
     def check(value: object) -> None:
+        if fine is not None and fine(value):
+            return
         if isinstance(value, SQL_VALUES):
             return
         if typed:
@@ -257,6 +262,30 @@ def value_checker(type_: sqltypes.TypeEngine[Any]) -> Callable[[object], None] |
             checker(value, type_, inner)
 
     return check
+
+
+def _fast_path(target: Any, inner: sqltypes.TypeEngine[Any]) -> Callable[[object], bool] | None:
+    """A test that passes the common values the full check would pass, at a glance.
+
+    Writes of many rows check every value, so the usual case is decided first: a plain
+    ``int`` within the column's range, or ASCII text (which every character set holds
+    and UTF-8 encodes) without NUL within its length. Anything else, subclasses and
+    enum members included, gets the full check.
+    """
+    if isinstance(inner, (sqltypes.Uuid, sqltypes.Enum)):
+        return None
+    if target is int and _WRITE_CHECKS.get(int) is _check_int:
+        bound = 1 << (_int_bits(inner) - 1)
+        low = -bound
+        return lambda value: type(value) is int and low <= value < bound
+    if target is str and _WRITE_CHECKS.get(str) is _check_text:
+        length = getattr(inner, "length", None)
+        if not isinstance(length, int):
+            return lambda value: type(value) is str and value.isascii() and "\x00" not in value
+        return lambda value: (
+            type(value) is str and len(value) <= length and value.isascii() and "\x00" not in value
+        )
+    return None
 
 
 def check_values(
