@@ -37,12 +37,21 @@ try:
 except ImportError:  # pragma: no cover - the contender is skipped
     LimitOffset = None
 
-ASYNC_CONTENDERS = ("core", "orm", "sqla_repo", "sqla_repo_nosp", "advanced_alchemy", "fastcrud")
+ASYNC_CONTENDERS = (
+    "core",
+    "orm",
+    "orm_guarded",
+    "sqla_repo",
+    "sqla_repo_nosp",
+    "advanced_alchemy",
+    "fastcrud",
+)
 SYNC_CONTENDERS = ("orm_sync", "sqla_repo_sync", "advanced_alchemy_sync")
 CONTENDERS = ASYNC_CONTENDERS + SYNC_CONTENDERS
 LABELS = {
     "core": "SQLAlchemy Core",
     "orm": "hand-written ORM",
+    "orm_guarded": "hand-written ORM, savepoint per write",
     "sqla_repo": "sqla_repo",
     "sqla_repo_nosp": "sqla_repo, no savepoints",
     "advanced_alchemy": "advanced-alchemy",
@@ -122,7 +131,7 @@ def make_sync_handle(env: Env, contender: str, session: Session) -> Any:
 
 
 def available(env: Env) -> set[str]:
-    out = {"core", "orm", "sqla_repo", "sqla_repo_nosp"}
+    out = {"core", "orm", "orm_guarded", "sqla_repo", "sqla_repo_nosp"}
     if env.models.aa_repo_class is not None:
         out.add("advanced_alchemy")
     if env.models.fastcrud is not None:
@@ -212,6 +221,14 @@ async def create_orm(env: Env, session: AsyncSession, values: dict[str, Any]) ->
     return obj
 
 
+async def create_orm_guarded(env: Env, session: AsyncSession, values: dict[str, Any]) -> Any:
+    # The hand-written code that keeps the transaction usable after a failed write.
+    obj = env.models.hand(**values)
+    async with session.begin_nested():
+        session.add(obj)
+    return obj
+
+
 async def create_repo(_env: Env, repo: Any, values: dict[str, Any]) -> Any:
     return await repo.create(values)
 
@@ -249,12 +266,8 @@ TX_TAG = "tx"  # the tag of the rows create_tx commits: emails "tx<n>-<i>@exampl
 
 
 async def create_tx_core(env: Env, engine: Any, values: dict[str, Any]) -> Any:
-    t = env.models.table
     async with engine.begin() as conn:
-        if env.insert_returning:
-            return (await conn.execute(insert(t).returning(*t.c), values)).one()
-        result = await conn.execute(insert(t), values)
-        return {"id": result.inserted_primary_key[0]}
+        return await create_core(env, conn, values)
 
 
 async def create_tx_orm(env: Env, session: AsyncSession, values: dict[str, Any]) -> Any:
@@ -550,6 +563,14 @@ async def update_orm(env: Env, session: AsyncSession, key: int) -> Any:
     return obj
 
 
+async def update_orm_guarded(env: Env, session: AsyncSession, key: int) -> Any:
+    obj = await session.get(env.models.hand, key)
+    async with session.begin_nested():
+        for name, value in _changes(key).items():
+            setattr(obj, name, value)
+    return obj
+
+
 async def update_repo(_env: Env, repo: Any, key: int) -> Any:
     return await repo.update(key, _changes(key))
 
@@ -593,6 +614,12 @@ async def delete_orm(env: Env, session: AsyncSession, key: int) -> Any:
     obj = await session.get(env.models.hand, key)
     await session.delete(obj)
     await session.flush()
+
+
+async def delete_orm_guarded(env: Env, session: AsyncSession, key: int) -> Any:
+    obj = await session.get(env.models.hand, key)
+    async with session.begin_nested():
+        await session.delete(obj)
 
 
 async def delete_repo(_env: Env, repo: Any, key: int) -> Any:
@@ -863,6 +890,7 @@ def _operations(env: Env, *, reps: int, heavy_reps: int, quick: bool) -> list[Op
             fns={
                 "core": create_core,
                 "orm": create_orm,
+                "orm_guarded": create_orm_guarded,
                 "sqla_repo": create_repo,
                 "advanced_alchemy": create_aa,
                 "fastcrud": create_fastcrud,
@@ -901,6 +929,7 @@ def _operations(env: Env, *, reps: int, heavy_reps: int, quick: bool) -> list[Op
             fns={
                 "core": update_core,
                 "orm": update_orm,
+                "orm_guarded": update_orm_guarded,
                 "sqla_repo": update_repo,
                 "advanced_alchemy": update_aa,
                 "fastcrud": update_fastcrud,
@@ -919,6 +948,7 @@ def _operations(env: Env, *, reps: int, heavy_reps: int, quick: bool) -> list[Op
             fns={
                 "core": delete_core,
                 "orm": delete_orm,
+                "orm_guarded": delete_orm_guarded,
                 "sqla_repo": delete_repo,
                 "advanced_alchemy": delete_repo,
                 "fastcrud": delete_fastcrud,

@@ -218,6 +218,13 @@ def insert_one(session: Session, info: ModelInfo, row: Mapping[str, Any], obj: A
     """
     if tenant_references(info.mapper):
         check_rows(session, info.mapper, [row])
+    if obj is None and not _loads_plainly(info):
+        # A @reconstructor or load listener runs for objects the ORM loads: let it load.
+        entity_stmt = insert(info.model).returning(info.model)
+        obj = session.execute(entity_stmt.execution_options(populate_existing=True), dict(row))
+        obj = obj.scalars().unique().one()
+        record_new(session, (obj,))
+        return obj
     stmt, keys, _ = _insert_parts(info)
     params = table_params(info, row)
     returned = session.execute(stmt, params, bind_arguments={"mapper": info.mapper}).one()
@@ -287,20 +294,75 @@ def update_one(
 ) -> Any:
     """[`update_returning()`][sqla_repo._bulk.update_returning] for a single-table class.
 
-    Foreign keys into tenant tables in *values* are checked first.
+    Foreign keys into tenant tables in *values* are checked first. Where the class is
+    [`insert_statement_ok`][sqla_repo._statements.ModelInfo] (one table, no polymorphic
+    identity) the table's own ``UPDATE … RETURNING`` runs and the row is put into the
+    session by hand (:func:`_load_row`), as the ORM statement's ``populate_existing``
+    would; without ``RETURNING`` (MariaDB) the row is read back by its key.
     """
     if tenant_references(info.mapper):
         check_rows(session, info.mapper, [values])
-    stmt = update_statement(
-        info,
-        criterion,
-        update_values(info, values),
-        include_deleted=include_deleted,
-        returning=update_returning,
+    changes = update_values(info, values)
+    if not (info.insert_statement_ok and _loads_plainly(info)):
+        stmt = update_statement(
+            info, criterion, changes, include_deleted=include_deleted, returning=update_returning
+        )
+        if update_returning:
+            return session.execute(stmt).scalars().unique().one_or_none()
+        if not session.execute(stmt).rowcount:  # type: ignore[attr-defined]
+            return None
+        reread = reread_statement(info, criterion if identity is None else identity)
+        return session.scalars(reread).unique().one_or_none()
+    _, keys, renames = _insert_parts(info)
+    if renames is not None:
+        changes = {renames.get(key, key): value for key, value in changes.items()}
+    stmt = (
+        update(info.table)
+        .where(criterion, *guard_criteria(info, include_deleted=include_deleted))
+        .values(changes)
     )
+    bind = {"mapper": info.mapper}
     if update_returning:
-        return session.execute(stmt).scalars().unique().one_or_none()
-    if not session.execute(stmt).rowcount:  # type: ignore[attr-defined]
-        return None
-    reread = reread_statement(info, criterion if identity is None else identity)
-    return session.scalars(reread).unique().one_or_none()
+        row = session.execute(
+            stmt.returning(*_insert_parts(info)[0].exported_columns), bind_arguments=bind
+        ).one_or_none()
+    else:
+        if not session.execute(stmt, bind_arguments=bind).rowcount:  # type: ignore[attr-defined]
+            return None
+        reread = select(*_insert_parts(info)[0].exported_columns).where(
+            criterion if identity is None else identity
+        )
+        row = session.execute(reread, bind_arguments=bind).one_or_none()
+    return None if row is None else _load_row(session, info, keys, row)
+
+
+def _loads_plainly(info: ModelInfo) -> bool:
+    """Whether no ``load`` or ``refresh`` listener (a ``@reconstructor`` is one) exists.
+
+    Objects are then built or refreshed by hand from a row; otherwise the ORM statement
+    runs, whose loading fires them. Listeners can be added at any time: asked per call.
+    """
+    dispatch = info.mapper.class_manager.dispatch
+    return not (dispatch.load or dispatch.refresh)
+
+
+def _load_row(session: Session, info: ModelInfo, keys: tuple[str, ...], row: Any) -> Any:
+    """The object of a row just written or read, with its returned values, in the session.
+
+    The object already in the identity map under the row's key gets the values as its
+    committed state (what ``populate_existing`` does); otherwise a new instance is
+    built as a loaded one is, and added as the row's persistent object.
+    """
+    values = dict(zip(keys, row, strict=True))
+    key = info.mapper.identity_key_from_primary_key(tuple(values[k] for k in info.pk_keys))
+    obj = session.identity_map.get(key)
+    if obj is None:
+        obj = info.mapper.class_manager.new_instance()
+        for name, value in values.items():
+            set_committed_value(obj, name, value)
+        make_transient_to_detached(obj)
+        _attach(session, obj)
+        return obj
+    for name, value in values.items():
+        set_committed_value(obj, name, value)
+    return obj
