@@ -23,10 +23,19 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_INPUT = HERE / "reference-results.json"
 DEFAULT_OUTPUT = HERE.parent / "docs" / "assets" / "benchmarks.png"
 
-ORDER = ("core", "orm", "sqla_repo", "sqla_repo_nosp", "advanced_alchemy", "fastcrud")
+ORDER = (
+    "core",
+    "orm",
+    "orm_guarded",
+    "sqla_repo",
+    "sqla_repo_nosp",
+    "advanced_alchemy",
+    "fastcrud",
+)
 LABELS = {
     "core": "SQLAlchemy Core",
     "orm": "hand-written ORM",
+    "orm_guarded": "hand-written ORM, savepoint per write",
     "sqla_repo": "sqla_repo",
     "sqla_repo_nosp": "sqla_repo, use_savepoints=False",
     "advanced_alchemy": "advanced-alchemy",
@@ -35,6 +44,7 @@ LABELS = {
 COLORS = {
     "core": "#9e9e9e",
     "orm": "#424242",
+    "orm_guarded": "#8d6e63",
     "sqla_repo": "#3f51b5",
     "sqla_repo_nosp": "#9fa8da",
     "advanced_alchemy": "#e65100",

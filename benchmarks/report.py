@@ -70,12 +70,21 @@ SUMMARY_GROUPS = {
     ),
 }
 
-ASYNC_CONTENDERS = ("core", "orm", "sqla_repo", "sqla_repo_nosp", "advanced_alchemy", "fastcrud")
+ASYNC_CONTENDERS = (
+    "core",
+    "orm",
+    "orm_guarded",
+    "sqla_repo",
+    "sqla_repo_nosp",
+    "advanced_alchemy",
+    "fastcrud",
+)
 SYNC_CONTENDERS = ("orm_sync", "sqla_repo_sync", "advanced_alchemy_sync")
 CONTENDERS = ASYNC_CONTENDERS + SYNC_CONTENDERS
 LABELS = {
     "core": "Core",
     "orm": "hand-written ORM",
+    "orm_guarded": "hand-written ORM, savepoint per write",
     "sqla_repo": "sqla_repo",
     "sqla_repo_nosp": "sqla_repo, no savepoints",
     "advanced_alchemy": "advanced-alchemy",
