@@ -131,7 +131,11 @@ def make_sync_handle(env: Env, contender: str, session: Session) -> Any:
 
 
 def available(env: Env) -> set[str]:
-    out = {"core", "orm", "orm_guarded", "sqla_repo", "sqla_repo_nosp"}
+    out = {"core", "orm", "sqla_repo", "sqla_repo_nosp"}
+    if env.backend != "sqlite":
+        # On SQLite, begin_nested() needs the pysqlite recipe (SQLAlchemy emits BEGIN),
+        # which would change every contender's transactions: without it RELEASE commits.
+        out.add("orm_guarded")
     if env.models.aa_repo_class is not None:
         out.add("advanced_alchemy")
     if env.models.fastcrud is not None:

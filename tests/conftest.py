@@ -28,6 +28,7 @@ POOLED_MODULES = frozenset(
         "test_repository_state_machine",
         "test_concurrency",
         "test_first_statement_writes",
+        "test_transaction_control",
     }
 )
 """Modules that also run through PgBouncer (``backends.POOLED``): the repository

@@ -26,14 +26,16 @@ from sqla_repo._row_prep import (
     merge_by_key,
 )
 from sqla_repo._statement_writes import (
+    bulk_update_statement,
     delete_statement,
+    plain_params,
     record_new,
     reread_statement,
     table_insert,
     table_params,
     update_statement,
 )
-from sqla_repo._statements import ModelInfo, bulk_update_statement, guard_criteria
+from sqla_repo._statements import ModelInfo, guard_criteria
 from sqla_repo._upsert import binds_after_values, update_keys, upsert_statement
 from sqla_repo.exceptions import ConflictError
 from sqla_repo.types import utcnow
@@ -108,7 +110,8 @@ async def insert_many(
         # table's own INSERT costs about half as much Python per row.
         table_stmt = table_insert(info)
         bind = {"mapper": info.mapper}
-        for group in group_rows([table_params(info, row) for row in rows]):
+        params = rows if plain_params(info) else [table_params(info, row) for row in rows]
+        for group in group_rows(params):
             for batch in chunks(group, batch_size):
                 await session.execute(table_stmt, batch, bind_arguments=bind)
         return len(rows)

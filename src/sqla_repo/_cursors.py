@@ -219,8 +219,8 @@ def cursor_secret_is_ephemeral() -> bool:
     return _ephemeral
 
 
-def _dump(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# One encoder for every dump: json.dumps() with options builds a new one per call.
+_dump = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 # -- Values -------------------------------------------------------------------------------

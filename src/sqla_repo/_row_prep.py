@@ -43,8 +43,11 @@ def chunks(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[
 def row_dicts(info: ModelInfo, rows: Iterable[Any]) -> list[dict[str, Any]]:
     """Return column-value dicts for mappings or transient instances of the model."""
     out: list[dict[str, Any]] = []
+    writable = info.writable_keys
     for row in rows:
-        if isinstance(row, info.model):
+        if type(row) is dict and row.keys() <= writable:  # the common case, at a glance
+            out.append(row.copy())
+        elif isinstance(row, info.model):
             state = sa_inspect(row)
             if state.session_id is not None or state.key is not None:
                 msg = "bulk operations take new (transient) instances or mappings"
@@ -78,8 +81,10 @@ def drop_defaulted_none(info: ModelInfo, rows: list[dict[str, Any]]) -> list[dic
     defaulted = info.defaulted_keys
     out = []
     for row in rows:
-        if any(row.get(k, 0) is None for k in defaulted):
-            row = {k: v for k, v in row.items() if v is not None or k not in defaulted}  # noqa: PLW2901
+        for key in defaulted:
+            if key in row and row[key] is None:
+                row = {k: v for k, v in row.items() if v is not None or k not in defaulted}  # noqa: PLW2901
+                break
         out.append(row)
     return out
 

@@ -7,33 +7,38 @@ statement shapes they share with :mod:`sqla_repo._bulk` are built here too.
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, delete, insert, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, insert, select, update
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.base import instance_state
+from sqlalchemy.util import await_only
 
 from sqla_repo._hooks import INCLUDE_DELETED
 from sqla_repo._references import check_rows, tenant_references
 from sqla_repo._statements import ModelInfo, guard_criteria, update_values
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from sqlalchemy import Connection
     from sqlalchemy.orm import Session
 
 __all__ = [
+    "bulk_update_statement",
     "delete_one",
     "delete_statement",
     "guarded",
     "insert_one",
+    "plain_params",
     "reread_statement",
     "rollback_driver",
     "table_insert",
     "table_params",
+    "table_pk_criterion",
     "transaction_started",
     "update_one",
     "update_statement",
@@ -84,6 +89,30 @@ def delete_statement(
     )
 
 
+def table_pk_criterion(info: ModelInfo, ident: Any) -> ColumnElement[bool]:
+    """``pk == ident`` over the table's own key columns, for the table's own statements.
+
+    [`pk_criterion`][sqla_repo._statements.pk_criterion] compares mapped attributes,
+    whose ORM annotations make any statement holding them ORM-enabled (a Core ``UPDATE``
+    would take SQLAlchemy's ORM bulk path); these columns leave a Core statement Core.
+    """
+    values = info.identity(ident)
+    return and_(*(column == value for column, value in zip(info.pk_columns, values, strict=True)))
+
+
+def bulk_update_statement(info: ModelInfo, keys: Sequence[str], *, include_deleted: bool) -> Any:
+    """Return a Core ``UPDATE`` by primary key for executemany, guard predicates included."""
+    table = info.table
+    where = [
+        column == bindparam(f"_pk_{i}") for i, column in enumerate(info.pk_columns)
+    ] + guard_criteria(info, include_deleted=include_deleted)
+    values: dict[Any, Any] = {info.columns[k]: bindparam(f"_v_{k}") for k in keys}
+    if info.versioned:
+        version = info.columns["version"]
+        values[version] = version + 1
+    return table.update().where(*where).values(values)
+
+
 def transaction_started(driver: Any) -> bool:
     """Whether the database transaction of *driver* (a driver connection) ran anything yet.
 
@@ -112,6 +141,43 @@ def rollback_driver(conn: Connection) -> None:
     conn.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
 
 
+def transaction_control(conn: Connection, sql: str) -> None:
+    """Send ``SAVEPOINT``, ``RELEASE`` or ``ROLLBACK TO`` on *conn*, by the shortest path.
+
+    Through ``exec_driver_sql()`` a statement costs an execution context, a cursor and a
+    result: on asyncpg and psycopg that is more than the round trip itself. Where no one
+    watches the connection (no SQL echo, no ``before_cursor_execute`` or
+    ``after_cursor_execute`` listener) the statement goes straight to the driver, as
+    ``BEGIN`` and ``COMMIT`` do; otherwise, and for any other driver, through
+    ``exec_driver_sql()``, where listeners and the log see it. A driver error sends it
+    again that way, so the error raised is SQLAlchemy's, with its handling of lost
+    connections.
+    """
+    dispatch = conn.dispatch
+    if (
+        getattr(conn, "_echo", True)
+        or dispatch.before_cursor_execute
+        or dispatch.after_cursor_execute
+    ):
+        conn.exec_driver_sql(sql)
+        return
+    driver = conn.connection.driver_connection
+    execute = getattr(driver, "execute", None)
+    if not callable(execute) or type(driver).__module__.split(".")[0] not in _DIRECT_DRIVERS:
+        conn.exec_driver_sql(sql)
+        return
+    try:
+        sent = execute(sql)
+        if inspect.isawaitable(sent):
+            await_only(sent)
+    except Exception:  # noqa: BLE001 - sent again below, raising SQLAlchemy's error
+        conn.exec_driver_sql(sql)
+
+
+_DIRECT_DRIVERS = frozenset({"asyncpg", "psycopg"})
+"""Drivers whose connection's ``execute(sql)`` runs a statement without parameters."""
+
+
 def guarded(
     session: Session,
     info: ModelInfo,
@@ -135,7 +201,7 @@ def guarded(
     conn = session.connection(bind_arguments={"mapper": info.mapper})
     started = transaction_started(conn.connection.driver_connection)
     if started:
-        conn.exec_driver_sql(f"SAVEPOINT {savepoint}")
+        transaction_control(conn, f"SAVEPOINT {savepoint}")
     try:
         out = work(session, *args, **kwargs)
     except BaseException:
@@ -144,12 +210,12 @@ def guarded(
         # the driver discards the connection.
         if not conn.invalidated:
             if started:
-                conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {savepoint}")
+                transaction_control(conn, f"ROLLBACK TO SAVEPOINT {savepoint}")
             else:
                 rollback_driver(conn)
         raise
     if started:
-        conn.exec_driver_sql(f"RELEASE SAVEPOINT {savepoint}")
+        transaction_control(conn, f"RELEASE SAVEPOINT {savepoint}")
     return out
 
 
@@ -181,6 +247,11 @@ def _insert_parts(info: ModelInfo) -> tuple[Any, tuple[str, ...], dict[str, str]
 def table_insert(info: ModelInfo) -> Any:
     """The table's own ``INSERT``, for rows made by :func:`table_params`."""
     return insert(info.table)
+
+
+def plain_params(info: ModelInfo) -> bool:
+    """Whether rows by attribute key are already :func:`table_params` (no version, no renames)."""
+    return info.mapper.version_id_col is None and _insert_parts(info)[2] is None
 
 
 def table_params(info: ModelInfo, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -316,24 +387,37 @@ def update_one(
     _, keys, renames = _insert_parts(info)
     if renames is not None:
         changes = {renames.get(key, key): value for key, value in changes.items()}
+    returning, plain, read = _update_parts(info)
     stmt = (
-        update(info.table)
+        (returning if update_returning else plain)
         .where(criterion, *guard_criteria(info, include_deleted=include_deleted))
         .values(changes)
     )
     bind = {"mapper": info.mapper}
     if update_returning:
-        row = session.execute(
-            stmt.returning(*_insert_parts(info)[0].exported_columns), bind_arguments=bind
-        ).one_or_none()
+        row = session.execute(stmt, bind_arguments=bind).one_or_none()
     else:
         if not session.execute(stmt, bind_arguments=bind).rowcount:  # type: ignore[attr-defined]
             return None
-        reread = select(*_insert_parts(info)[0].exported_columns).where(
-            criterion if identity is None else identity
-        )
+        reread = read.where(criterion if identity is None else identity)
         row = session.execute(reread, bind_arguments=bind).one_or_none()
-    return None if row is None else _load_row(session, info, keys, row)
+    return None if row is None else _load_row(session, info, keys, row, frozenset(changes))
+
+
+_UPDATE_ONE: dict[type[Any], tuple[Any, Any, Any]] = {}
+"""Per class: the table's ``UPDATE … RETURNING`` every column, its plain ``UPDATE``, and
+the ``SELECT`` of every column that reads the row back where there is no ``RETURNING``
+(statements are immutable: each call adds its criteria and values to a copy)."""
+
+
+def _update_parts(info: ModelInfo) -> tuple[Any, Any, Any]:
+    parts = _UPDATE_ONE.get(info.model)
+    if parts is None:
+        columns = _insert_parts(info)[0].exported_columns
+        plain = update(info.table)
+        parts = (plain.returning(*columns), plain, select(*columns))
+        _UPDATE_ONE[info.model] = parts
+    return parts
 
 
 def _loads_plainly(info: ModelInfo) -> bool:
@@ -346,12 +430,16 @@ def _loads_plainly(info: ModelInfo) -> bool:
     return not (dispatch.load or dispatch.refresh)
 
 
-def _load_row(session: Session, info: ModelInfo, keys: tuple[str, ...], row: Any) -> Any:
+def _load_row(
+    session: Session, info: ModelInfo, keys: tuple[str, ...], row: Any, changed: frozenset[str]
+) -> Any:
     """The object of a row just written or read, with its returned values, in the session.
 
     The object already in the identity map under the row's key gets the values as its
-    committed state (what ``populate_existing`` does); otherwise a new instance is
-    built as a loaded one is, and added as the row's persistent object.
+    committed state (what ``populate_existing`` does), and what the row's columns do not
+    hold is loaded again where it was loaded: a ``column_property()`` computed from the
+    row, and a relationship whose foreign key is among the *changed* columns. Otherwise
+    a new instance is built as a loaded one is, and added as the row's persistent object.
     """
     values = dict(zip(keys, row, strict=True))
     key = info.mapper.identity_key_from_primary_key(tuple(values[k] for k in info.pk_keys))
@@ -365,4 +453,17 @@ def _load_row(session: Session, info: ModelInfo, keys: tuple[str, ...], row: Any
         return obj
     for name, value in values.items():
         set_committed_value(obj, name, value)
+    loaded = instance_state(obj).dict
+    stale = [
+        prop.key
+        for prop in info.mapper.column_attrs  # a column_property() the RETURNING left out
+        if prop.key in loaded and prop.key not in values
+    ]
+    stale += [
+        rel.key
+        for rel in info.mapper.relationships
+        if rel.key in loaded and any(column.key in changed for column in rel.local_columns)
+    ]
+    if stale:
+        session.refresh(obj, attribute_names=stale)
     return obj

@@ -16,7 +16,6 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
-    bindparam,
     exists,
     func,
     or_,
@@ -37,6 +36,7 @@ from sqla_repo._coerce import (
     coerce,
     python_type,
     value_checker,
+    value_fast_check,
 )
 from sqla_repo._sql import is_query_expression
 from sqla_repo.context import tenant_scope
@@ -69,6 +69,7 @@ class ModelInfo:
 
     __slots__ = (
         "_checkers",
+        "_fast_checks",
         "column_keys",
         "columns",
         "defaulted_keys",
@@ -166,6 +167,11 @@ class ModelInfo:
             for key, column in self.columns.items()
             if (checker := value_checker(column.type)) is not None
         }
+        self._fast_checks = {
+            key: fine
+            for key, column in self.columns.items()
+            if key in self._checkers and (fine := value_fast_check(column.type)) is not None
+        }
 
     def builds_plainly(self, keys: Iterable[str]) -> bool:
         """Whether building an object from a mapping with *keys* runs no application code.
@@ -245,8 +251,14 @@ class ModelInfo:
         The rows are sent as parameters of one statement: SQL expressions are refused.
         """
         keys = frozenset(keys)
+        fast = self._fast_checks
         for row in rows:
-            self.check_values(row, keys=keys, sql="none")
+            for key, value in row.items():
+                fine = fast.get(key)
+                if fine is None or not fine(value):
+                    # Anything but the common case, or a value the glance cannot pass.
+                    self.check_values(row, keys=keys, sql="none")
+                    break
 
     def instance_values(self, obj: Any) -> dict[str, Any]:
         """The column values set on *obj*, by attribute key."""
@@ -474,19 +486,6 @@ def guard_criteria(info: ModelInfo, *, include_deleted: bool = False) -> list[Co
         # A single-table subclass sees only rows of its own polymorphic identities.
         out.append(info.single_criterion)
     return out
-
-
-def bulk_update_statement(info: ModelInfo, keys: Sequence[str], *, include_deleted: bool) -> Any:
-    """Return a Core ``UPDATE`` by primary key for executemany, guard predicates included."""
-    table = info.table
-    where = [
-        column == bindparam(f"_pk_{i}") for i, column in enumerate(info.pk_columns)
-    ] + guard_criteria(info, include_deleted=include_deleted)
-    values: dict[Any, Any] = {info.columns[k]: bindparam(f"_v_{k}") for k in keys}
-    if info.versioned:
-        version = info.columns["version"]
-        values[version] = version + 1
-    return table.update().where(*where).values(values)
 
 
 def soft_delete_values() -> dict[str, Any]:

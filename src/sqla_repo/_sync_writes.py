@@ -237,12 +237,14 @@ class Writes(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[ModelT])
         if not merged:
             return self.get_by_id(obj_or_id, options=options)
         info = self._info
+        # One table: its own key columns keep the table's own UPDATE a Core statement.
+        by_key = pk_criterion if info.joined else _statement_writes.table_pk_criterion
         identity = None
         if not info.pk_keys_set.isdisjoint(merged):
             # The key changes: where the row is read back after the UPDATE (no RETURNING),
             # it is found by its new key.
             old = info.identity(obj_or_id)
-            identity = pk_criterion(
+            identity = by_key(
                 info, tuple(merged.get(k, v) for k, v in zip(info.pk_keys, old, strict=True))
             )
         if info.joined:
@@ -261,7 +263,7 @@ class Writes(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[ModelT])
             obj = self._run_statement(
                 _statement_writes.update_one,
                 info,
-                pk_criterion(info, obj_or_id),
+                by_key(info, obj_or_id),
                 merged,
                 identity,
                 update_returning=update_returning,

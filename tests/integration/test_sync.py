@@ -17,7 +17,7 @@ from typing import TypeVar
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, create_engine, event, insert, select
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 import backends
@@ -241,6 +241,33 @@ def test_a_failed_first_write_keeps_the_transaction(new_session, backend):
     assert sent == ["INSERT", "INSERT", *last]
     with new_session() as session:
         assert emails(session) == ["a@x.org", "b@x.org", "c@x.org"]
+
+
+def test_savepoints_sent_to_the_driver_keep_the_transaction(new_session, monkeypatch):
+    """On psycopg SAVEPOINT and RELEASE go to the driver where nothing watches; nothing lost."""
+    through_sqlalchemy: list[str] = []
+    original = Connection.exec_driver_sql
+
+    def spy(self, statement, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if statement.split()[0].upper() in {"SAVEPOINT", "RELEASE", "ROLLBACK"}:
+            through_sqlalchemy.append(statement.split()[0].upper())
+        return original(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "exec_driver_sql", spy)
+    with new_session() as session, session.begin():
+        repo = UserRepository(session)
+        first = repo.create({"email": "a@x.org"})
+        with pytest.raises(UniqueViolationError):
+            repo.create({"email": "a@x.org"})
+        second = repo.create({"email": "b@x.org"})
+        with pytest.raises(UniqueViolationError):
+            repo.update(second.id, email="a@x.org")
+        repo.update(first.id, name="renamed")
+        repo.delete(second.id)
+    assert through_sqlalchemy == []
+    with new_session() as session:
+        assert emails(session) == ["a@x.org"]
+        assert UserRepository(session).get_by_id(first.id).name == "renamed"
 
 
 def test_error_messages_carry_no_values(new_session):
