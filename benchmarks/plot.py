@@ -18,20 +18,13 @@ import matplotlib as mpl
 
 mpl.use("Agg")
 import matplotlib.pyplot as plt
+from operations import ASYNC_CONTENDERS
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_INPUT = HERE / "reference-results.json"
 DEFAULT_OUTPUT = HERE.parent / "docs" / "assets" / "benchmarks.png"
 
-ORDER = (
-    "core",
-    "orm",
-    "orm_guarded",
-    "sqla_repo",
-    "sqla_repo_nosp",
-    "advanced_alchemy",
-    "fastcrud",
-)
+ORDER = ASYNC_CONTENDERS  # the async contenders, in the tables' order
 LABELS = {
     "core": "SQLAlchemy Core",
     "orm": "hand-written ORM",

@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from operations import ASYNC_CONTENDERS, SYNC_CONTENDERS
 from run import SYNC_TARGETS, TARGETS, evaluate_targets
 
 HERE = Path(__file__).resolve().parent
@@ -70,17 +71,6 @@ SUMMARY_GROUPS = {
     ),
 }
 
-ASYNC_CONTENDERS = (
-    "core",
-    "orm",
-    "orm_guarded",
-    "sqla_repo",
-    "sqla_repo_nosp",
-    "advanced_alchemy",
-    "fastcrud",
-)
-SYNC_CONTENDERS = ("orm_sync", "sqla_repo_sync", "advanced_alchemy_sync")
-CONTENDERS = ASYNC_CONTENDERS + SYNC_CONTENDERS
 LABELS = {
     "core": "Core",
     "orm": "hand-written ORM",
