@@ -97,28 +97,33 @@ async def insert_returning(
 
 
 async def insert_many(
-    session: AsyncSession, info: ModelInfo, rows: Sequence[dict[str, Any]], *, batch_size: int
+    session: AsyncSession,
+    info: ModelInfo,
+    rows: Sequence[dict[str, Any]],
+    *,
+    batch_size: int | None,
 ) -> int:
-    """Insert *rows* with ORM bulk ``INSERT`` (insertmanyvalues, no ``RETURNING``).
+    """Insert *rows* with ORM bulk ``INSERT`` (executemany, no ``RETURNING``).
 
     Column defaults, the version's first value and the hooks' tenant check apply as for
     every ORM ``INSERT``; no object is built or added to the session. Rows are grouped by
-    key set so that each group batches into multi-row statements.
+    key set so that each group batches into multi-row statements: with no *batch_size*,
+    each group is one ``execute()``, which the driver (or SQLAlchemy's insertmanyvalues)
+    splits as the server's limits require.
     """
     if info.insert_statement_ok:
         # One table and nothing the ORM statement would add but the version: the
         # table's own INSERT costs about half as much Python per row.
-        table_stmt = table_insert(info)
-        bind = {"mapper": info.mapper}
+        stmt: Any = table_insert(info)
+        bind: dict[str, Any] | None = {"mapper": info.mapper}
         params = rows if plain_params(info) else [table_params(info, row) for row in rows]
-        for group in group_rows(params):
-            for batch in chunks(group, batch_size):
-                await session.execute(table_stmt, batch, bind_arguments=bind)
-        return len(rows)
-    stmt = insert(info.model).execution_options(render_nulls=True)
-    for group in group_rows(rows):
-        for batch in chunks(group, batch_size):
-            await session.execute(stmt, batch)
+    else:
+        stmt = insert(info.model).execution_options(render_nulls=True)
+        bind = None
+        params = rows
+    for group in group_rows(params):
+        for batch in [group] if batch_size is None else chunks(group, batch_size):
+            await session.execute(stmt, batch, bind_arguments=bind)
     return len(rows)
 
 

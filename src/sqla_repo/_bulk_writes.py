@@ -57,15 +57,21 @@ class BulkWrites(_reads.Reads[ModelT], _transactions.Transactions[ModelT]):
         return objs
 
     async def bulk_insert(
-        self, rows: Iterable[ModelT | Mapping[str, Any]], *, batch_size: int = 1000
+        self, rows: Iterable[ModelT | Mapping[str, Any]], *, batch_size: int | None = None
     ) -> int:
         """Insert many rows without building objects; return how many rows were inserted.
 
         The same validation as [`bulk_create()`][sqla_repo.repository.BaseRepository.bulk_create]
         (keys, tenant, foreign keys into tenant tables), the same defaults and stamping
         (timestamps, audit columns, tenant, the version's first value) and the same
-        atomicity, but one multi-row ``INSERT`` per batch without ``RETURNING`` and
-        nothing added to the session: the fast path for imports.
+        atomicity, but ``INSERT`` without ``RETURNING`` and nothing added to the
+        session: the fast path for imports.
+
+        Args:
+            rows: Mappings or transient instances of the model.
+            batch_size: Rows per ``execute()``. By default all rows with the same keys
+                go in one call, which the driver's executemany (or SQLAlchemy's
+                insertmanyvalues) splits as the server's limits require.
 
         Raises:
             ConflictError: A row broke a constraint; nothing was inserted.

@@ -9,7 +9,7 @@ statement: :mod:`sqla_repo._bulk` and its generated twin execute what this prepa
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import inspect as sa_inspect
 
@@ -18,6 +18,8 @@ from sqla_repo.exceptions import RepositoryError
 
 if TYPE_CHECKING:
     from sqla_repo._statements import ModelInfo
+
+RowT = TypeVar("RowT", bound=Mapping[str, Any])
 
 __all__ = [
     "chunks",
@@ -97,9 +99,9 @@ def group_indexes(rows: Sequence[Mapping[str, Any]]) -> list[list[int]]:
     return list(groups.values())
 
 
-def group_rows(rows: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+def group_rows(rows: Iterable[RowT]) -> list[list[RowT]]:
     """*rows* grouped by key set (first appearance order), each group in input order."""
-    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    groups: dict[frozenset[str], list[RowT]] = {}
     for row in rows:
         groups.setdefault(frozenset(row), []).append(row)
     return list(groups.values())

@@ -120,15 +120,30 @@ def transaction_started(driver: Any) -> bool:
     inside a SAVEPOINT. A write that is the first statement of its transaction has
     nothing before it to lose: it needs no SAVEPOINT, and on error the driver's
     transaction is rolled back (:func:`rollback_driver`); the next statement begins a
-    new one, unseen by the ``Session`` and its caller. Only the driver knows whether a
+    new one, unseen by the ``Session`` and its caller. Writes of several statements
+    use the same rule on every backend, all or nothing. Only the driver knows whether a
     statement ran (an ``after_begin`` listener's ``SET LOCAL`` included); asyncpg and
-    psycopg (3 and 2) tell, any other driver counts as started.
+    psycopg (3 and 2) tell, and so do sqlite3 and aiosqlite in their default (legacy)
+    transaction control, which begins a transaction before the first ``INSERT``,
+    ``UPDATE`` or ``DELETE``: reads before it ran outside any transaction. Any other
+    driver or mode counts as started.
     """
     is_in_transaction = getattr(driver, "is_in_transaction", None)
     if callable(is_in_transaction):  # asyncpg
         return bool(is_in_transaction())
+    if type(driver).__module__.partition(".")[0] in _SQLITE_DRIVERS:
+        implicit = (
+            getattr(driver, "autocommit", _LEGACY_TRANSACTION_CONTROL)
+            == _LEGACY_TRANSACTION_CONTROL
+            and driver.isolation_level is not None
+        )
+        return not implicit or bool(driver.in_transaction)
     status = getattr(getattr(driver, "info", None), "transaction_status", None)
     return status != 0  # psycopg 3 and psycopg2: 0 is IDLE, nothing sent since BEGIN
+
+
+_SQLITE_DRIVERS = frozenset({"sqlite3", "aiosqlite"})
+_LEGACY_TRANSACTION_CONTROL = -1  # sqlite3.LEGACY_TRANSACTION_CONTROL (Python 3.12+)
 
 
 def rollback_driver(conn: Connection) -> None:

@@ -34,10 +34,11 @@ from sqla_repo._coerce import (
     UNSUPPORTED,
     CoercionError,
     coerce,
+    column_fast_check,
     python_type,
     value_checker,
-    value_fast_check,
 )
+from sqla_repo._row_prep import group_rows
 from sqla_repo._sql import is_query_expression
 from sqla_repo.context import tenant_scope
 from sqla_repo.exceptions import (
@@ -170,7 +171,7 @@ class ModelInfo:
         self._fast_checks = {
             key: fine
             for key, column in self.columns.items()
-            if key in self._checkers and (fine := value_fast_check(column.type)) is not None
+            if key in self._checkers and (fine := column_fast_check(column.type)) is not None
         }
 
     def builds_plainly(self, keys: Iterable[str]) -> bool:
@@ -252,12 +253,15 @@ class ModelInfo:
         """
         keys = frozenset(keys)
         fast = self._fast_checks
-        for row in rows:
-            for key, value in row.items():
+        # Rows with the same keys are glanced at column by column, each column's values
+        # in one test; a group holding anything but the common case (a column without
+        # such a test, a value the glance cannot pass) is checked row by row.
+        for group in group_rows(rows):
+            for key in group[0]:
                 fine = fast.get(key)
-                if fine is None or not fine(value):
-                    # Anything but the common case, or a value the glance cannot pass.
-                    self.check_values(row, keys=keys, sql="none")
+                if fine is None or not fine([row[key] for row in group]):
+                    for row in group:
+                        self.check_values(row, keys=keys, sql="none")
                     break
 
     def instance_values(self, obj: Any) -> dict[str, Any]:

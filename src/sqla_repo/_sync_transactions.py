@@ -124,17 +124,15 @@ class Transactions(RepositoryCore[ModelT, Session]):
         statement needs no SAVEPOINT there; PostgreSQL aborts the whole transaction, so
         the block runs inside a plain ``SAVEPOINT`` sent on the connection, which costs
         far less than ``begin_nested()`` and is safe because a failed statement changes
-        no ORM state; a transaction that has run nothing yet needs none, and on error
-        its driver transaction is rolled back instead. Pending changes are flushed
-        first, outside it. With *several* writing statements (all or nothing), the
-        other backends get ``atomic()``'s SAVEPOINT.
+        no ORM state. With *several* writing statements (all or nothing), the other
+        backends get ``atomic()``'s SAVEPOINT. A transaction that has run nothing yet
+        needs none: on error its driver transaction is rolled back instead
+        (:func:`~sqla_repo._statement_writes.transaction_started` says which drivers
+        tell). Pending changes are flushed first, outside it.
         """
         protect = self._protect()
-        if not (protect and self._aborts_on_error()):
-            if protect and several:
-                with self.atomic(flush=True):
-                    yield
-                return
+        aborts = self._aborts_on_error()
+        if not (protect and (aborts or several)):
             with use_primary(), translate_errors(self.model):
                 if protect:
                     self._flush_pending()
@@ -143,7 +141,8 @@ class Transactions(RepositoryCore[ModelT, Session]):
         with use_primary(), translate_errors(self.model):
             self._flush_pending()
             conn = self.session.connection(bind_arguments={"mapper": self._info.mapper})
-            if not transaction_started(_sync_io.driver_connection(conn)):
+            started = transaction_started(_sync_io.driver_connection(conn))
+            if not started:
                 # The write is the transaction's first statement: nothing to protect.
                 try:
                     yield
@@ -152,23 +151,32 @@ class Transactions(RepositoryCore[ModelT, Session]):
                         _sync_io.rollback_driver(conn)
                     raise
                 return
-            depth = _SAVEPOINT_DEPTH.get() + 1
-            name = f"sqla_repo_sp{depth}"
-            token = _SAVEPOINT_DEPTH.set(depth)
-            try:
-                conn.exec_driver_sql(f"SAVEPOINT {name}")
-                try:
+            if aborts:
+                with self._plain_savepoint(conn):
                     yield
-                except BaseException:
-                    # A lost connection took the transaction with it: its error is the
-                    # one to see. On cancellation the ROLLBACK TO may fail too: its
-                    # error then propagates and the driver discards the connection.
-                    if not conn.invalidated:
-                        conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
-                    raise
-                conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
-            finally:
-                _SAVEPOINT_DEPTH.reset(token)
+                return
+        with self.atomic(flush=True):
+            yield
+
+    @contextmanager
+    def _plain_savepoint(self, conn: Any) -> Iterator[None]:
+        depth = _SAVEPOINT_DEPTH.get() + 1
+        name = f"sqla_repo_sp{depth}"
+        token = _SAVEPOINT_DEPTH.set(depth)
+        try:
+            conn.exec_driver_sql(f"SAVEPOINT {name}")
+            try:
+                yield
+            except BaseException:
+                # A lost connection took the transaction with it: its error is the one
+                # to see. On cancellation the ROLLBACK TO may fail too: its error then
+                # propagates and the driver discards the connection.
+                if not conn.invalidated:
+                    conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
+                raise
+            conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+        finally:
+            _SAVEPOINT_DEPTH.reset(token)
 
     def _run_statement(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run the sync ``work(session, *args, **kwargs)``: a write made of statements only.

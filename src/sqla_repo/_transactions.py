@@ -122,17 +122,15 @@ class Transactions(RepositoryCore[ModelT, AsyncSession]):
         statement needs no SAVEPOINT there; PostgreSQL aborts the whole transaction, so
         the block runs inside a plain ``SAVEPOINT`` sent on the connection, which costs
         far less than ``begin_nested()`` and is safe because a failed statement changes
-        no ORM state; a transaction that has run nothing yet needs none, and on error
-        its driver transaction is rolled back instead. Pending changes are flushed
-        first, outside it. With *several* writing statements (all or nothing), the
-        other backends get ``atomic()``'s SAVEPOINT.
+        no ORM state. With *several* writing statements (all or nothing), the other
+        backends get ``atomic()``'s SAVEPOINT. A transaction that has run nothing yet
+        needs none: on error its driver transaction is rolled back instead
+        (:func:`~sqla_repo._statement_writes.transaction_started` says which drivers
+        tell). Pending changes are flushed first, outside it.
         """
         protect = self._protect()
-        if not (protect and self._aborts_on_error()):
-            if protect and several:
-                async with self.atomic(flush=True):
-                    yield
-                return
+        aborts = self._aborts_on_error()
+        if not (protect and (aborts or several)):
             with use_primary(), translate_errors(self.model):
                 if protect:
                     await self._flush_pending()
@@ -141,7 +139,8 @@ class Transactions(RepositoryCore[ModelT, AsyncSession]):
         with use_primary(), translate_errors(self.model):
             await self._flush_pending()
             conn = await self.session.connection(bind_arguments={"mapper": self._info.mapper})
-            if not transaction_started(await _io.driver_connection(conn)):
+            started = transaction_started(await _io.driver_connection(conn))
+            if not started:
                 # The write is the transaction's first statement: nothing to protect.
                 try:
                     yield
@@ -150,23 +149,32 @@ class Transactions(RepositoryCore[ModelT, AsyncSession]):
                         await _io.rollback_driver(conn)
                     raise
                 return
-            depth = _SAVEPOINT_DEPTH.get() + 1
-            name = f"sqla_repo_sp{depth}"
-            token = _SAVEPOINT_DEPTH.set(depth)
-            try:
-                await conn.exec_driver_sql(f"SAVEPOINT {name}")
-                try:
+            if aborts:
+                async with self._plain_savepoint(conn):
                     yield
-                except BaseException:
-                    # A lost connection took the transaction with it: its error is the
-                    # one to see. On cancellation the ROLLBACK TO may fail too: its
-                    # error then propagates and the driver discards the connection.
-                    if not conn.invalidated:
-                        await conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
-                    raise
-                await conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
-            finally:
-                _SAVEPOINT_DEPTH.reset(token)
+                return
+        async with self.atomic(flush=True):
+            yield
+
+    @asynccontextmanager
+    async def _plain_savepoint(self, conn: Any) -> AsyncIterator[None]:
+        depth = _SAVEPOINT_DEPTH.get() + 1
+        name = f"sqla_repo_sp{depth}"
+        token = _SAVEPOINT_DEPTH.set(depth)
+        try:
+            await conn.exec_driver_sql(f"SAVEPOINT {name}")
+            try:
+                yield
+            except BaseException:
+                # A lost connection took the transaction with it: its error is the one
+                # to see. On cancellation the ROLLBACK TO may fail too: its error then
+                # propagates and the driver discards the connection.
+                if not conn.invalidated:
+                    await conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
+                raise
+            await conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+        finally:
+            _SAVEPOINT_DEPTH.reset(token)
 
     async def _run_statement(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run the sync ``work(session, *args, **kwargs)``: a write made of statements only.

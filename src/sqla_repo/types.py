@@ -30,6 +30,8 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqla_repo.exceptions import NaiveDatetimeError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy.engine import Dialect
     from sqlalchemy.sql.operators import OperatorType
 
@@ -41,6 +43,11 @@ UTC = dt.timezone.utc
 _combine = dt.datetime.combine
 # len("2024-05-01 07:00:00.000000"): how SQLAlchemy's SQLite dialect stores a datetime.
 _SQLITE_TEXT_LENGTH = 26
+# The storage format of SQLAlchemy's SQLite DATETIME, which the bind processor's short
+# path writes with datetime.isoformat().
+_SQLITE_FORMAT = (
+    "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d"
+)
 
 
 def _as_utc(value: dt.datetime) -> dt.datetime:
@@ -128,6 +135,25 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             return value
         return _combine(value.date(), value.time())
 
+    def bind_processor(self, dialect: Dialect) -> Any:
+        """Convert bound values to what the driver stores, in one call per value.
+
+        Does what the default ``TypeDecorator`` processor does
+        ([`process_bind_param`][sqla_repo.types.UTCDateTime.process_bind_param], then the
+        dialect's own processor) without its indirections: it runs for every timestamp of
+        every row written, twice per row for ``created_at`` and ``updated_at``. An aware
+        UTC ``datetime`` takes a short path; any other value the general one.
+        """
+        if type(self).process_bind_param is not UTCDateTime.process_bind_param:
+            return super().bind_processor(dialect)  # a subclass's own conversion
+        inner = self.impl_instance.bind_processor(dialect)
+        sqlite_text = (
+            inner is not None
+            and dialect.name == "sqlite"
+            and getattr(self.impl_instance, "_storage_format", None) == _SQLITE_FORMAT
+        )
+        return _bind_processor(dialect, inner, self.process_bind_param, sqlite_text=sqlite_text)
+
     def result_processor(self, dialect: Dialect, coltype: object) -> Any:
         """Convert loaded values to aware UTC in one call per value.
 
@@ -138,35 +164,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if type(self).process_result_value is not UTCDateTime.process_result_value:
             return super().result_processor(dialect, coltype)  # a subclass's own conversion
         inner = self.load_dialect_impl(dialect).result_processor(dialect, coltype)
-        fallback = self.process_result_value
-        datetime = dt.datetime
-
-        def process(value: Any) -> dt.datetime | None:
-            if value is None:
-                return None
-            if inner is not None:
-                value = inner(value)
-            if value.__class__ is datetime:
-                return _as_utc(value)
-            return fallback(value, dialect)
-
-        if dialect.name != "sqlite":
-            return process
-        # SQLite stores the naive UTC wall time as text in the ISO format SQLAlchemy
-        # writes ("2024-05-01 07:00:00.000000"): parsing it with its UTC offset appended
-        # gives the aware value in one C call, a third of the time of the parse-then-
-        # attach path. Any other text (written by hand, with its own offset) takes it.
-        from_iso = dt.datetime.fromisoformat
-
-        def process_sqlite(value: Any) -> dt.datetime | None:
-            if value.__class__ is str and len(value) == _SQLITE_TEXT_LENGTH:
-                try:
-                    return from_iso(value + "+00:00")
-                except ValueError:
-                    pass
-            return process(value)
-
-        return process_sqlite
+        return _result_processor(dialect, inner, self.process_result_value)
 
     def process_result_value(
         self,
@@ -182,3 +180,107 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             msg = f"expected a datetime from the database, got {type(value).__name__}"
             raise TypeError(msg)
         return _as_utc(value)
+
+
+def _bind_processor(
+    dialect: Dialect,
+    inner: Callable[[Any], Any] | None,
+    slow: Callable[[Any, Dialect], Any],
+    *,
+    sqlite_text: bool,
+) -> Callable[[Any], Any]:
+    """``UTCDateTime``'s bind processor: a short path for aware UTC values, *slow* else.
+
+    *inner* is the dialect's own processor, *slow* ``process_bind_param``; with
+    *sqlite_text* the dialect's storage format is SQLAlchemy's default one.
+    """
+    datetime = dt.datetime
+    if dialect.name == "postgresql" and inner is None:
+
+        def process_aware(value: Any) -> Any:
+            if value.__class__ is datetime and value.tzinfo is UTC:
+                return value
+            return slow(value, dialect)
+
+        return process_aware
+    if sqlite_text and inner is not None:
+        return _sqlite_text_bind(dialect, inner, slow)
+    if inner is None:
+
+        def process_naive(value: Any) -> Any:
+            if value.__class__ is datetime and value.tzinfo is UTC:
+                return _combine(value.date(), value.time())
+            return slow(value, dialect)
+
+        return process_naive
+    other_inner = inner
+
+    def process(value: Any) -> Any:
+        return other_inner(slow(value, dialect))
+
+    return process
+
+
+def _sqlite_text_bind(
+    dialect: Dialect, inner: Callable[[Any], Any], slow: Callable[[Any, Dialect], Any]
+) -> Callable[[Any], Any]:
+    """The ISO text SQLAlchemy's SQLite dialect writes, built by C calls only.
+
+    From the naive copy: formatting an aware value's offset costs more than the copy.
+    """
+    datetime = dt.datetime
+
+    def process_text(value: Any) -> Any:
+        if value.__class__ is datetime and value.tzinfo is UTC:
+            return _combine(value.date(), value.time()).isoformat(" ", "microseconds")
+        value = slow(value, dialect)
+        return value if value is None else inner(value)
+
+    return process_text
+
+
+def _result_processor(
+    dialect: Dialect,
+    inner: Callable[[Any], Any] | None,
+    fallback: Callable[[Any, Dialect], dt.datetime | None],
+) -> Callable[[Any], dt.datetime | None]:
+    """``UTCDateTime``'s result processor: *inner*, then aware UTC, in one call per value."""
+    datetime = dt.datetime
+
+    def process(value: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if inner is not None:
+            value = inner(value)
+        if value.__class__ is not datetime:
+            return fallback(value, dialect)
+        # _as_utc(), inlined: this runs for every timestamp loaded.
+        tz = value.tzinfo
+        if tz is UTC:  # asyncpg's timestamptz values
+            return value
+        if tz is None:  # MySQL/MariaDB's DATETIME holding UTC
+            return _combine(value.date(), value.time(), UTC)
+        return value.astimezone(UTC)
+
+    return process if dialect.name != "sqlite" else _sqlite_text_result(process)
+
+
+def _sqlite_text_result(
+    process: Callable[[Any], dt.datetime | None],
+) -> Callable[[Any], dt.datetime | None]:
+    """*process*, after a short path for the text SQLAlchemy's SQLite dialect writes."""
+    # SQLite stores the naive UTC wall time as text in the ISO format SQLAlchemy writes
+    # ("2024-05-01 07:00:00.000000"): parsing it with its UTC offset appended gives the
+    # aware value in one C call, a third of the time of the parse-then-attach path. Any
+    # other text (written by hand, with its own offset) takes it.
+    from_iso = dt.datetime.fromisoformat
+
+    def process_sqlite(value: Any) -> dt.datetime | None:
+        if value.__class__ is str and len(value) == _SQLITE_TEXT_LENGTH:
+            try:
+                return from_iso(value + "+00:00")
+            except ValueError:
+                pass
+        return process(value)
+
+    return process_sqlite

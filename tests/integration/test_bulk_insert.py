@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from models import Client, Document, Folder, Note, Pin, Product, Widget
+from recorder import StatementLog
 from sqla_repo import (
     ConflictError,
     ForeignKeyViolationError,
@@ -83,6 +84,22 @@ async def test_a_conflict_inserts_nothing_and_leaves_the_session_usable(session)
         assert await _count(session, Product) == 1
     assert await repo.bulk_insert([{"sku": "after", "price": 3}]) == 1
     assert await _count(session, Product) == 2
+
+
+async def test_one_execute_per_key_set_by_default(session) -> None:
+    """Without batch_size the driver's executemany gets every row with the same keys."""
+    repo = Products(session)
+    await repo.count()  # the transaction has run something: the write is protected
+    rows = [{"sku": f"s{i}", "price": i} for i in range(2500)]
+    rows += [{"sku": f"t{i}"} for i in range(3)]
+    with StatementLog(session) as log:
+        assert await repo.bulk_insert(rows) == 2503
+    assert log.dml == ["INSERT", "INSERT"]
+    assert await _count(session, Product) == 2503
+    dup = [{"sku": f"u{i}", "price": 1} for i in range(2000)] + [{"sku": "s7", "price": 1}]
+    with pytest.raises(UniqueViolationError):
+        await repo.bulk_insert(dup)
+    assert await _count(session, Product) == 2503
 
 
 async def test_tenant_rules(session) -> None:

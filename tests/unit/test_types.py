@@ -43,7 +43,14 @@ from sqlalchemy.dialects.mysql.mariadb import MariaDBDialect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateTable
 
-from sqla_repo._coerce import CoercionError, check_value, check_values, coerce
+from sqla_repo._coerce import (
+    CoercionError,
+    check_value,
+    check_values,
+    coerce,
+    column_fast_check,
+    value_fast_check,
+)
 from sqla_repo.exceptions import InvalidValueError
 from sqla_repo.types import NaiveDatetimeError, UTCDateTime, ensure_utc, utcnow
 
@@ -212,6 +219,63 @@ class TestBind:
         assert loaded == value
         assert loaded.tzinfo is UTC
         assert loaded.microsecond == 999999
+
+
+class _Later(dt.datetime):
+    """A datetime subclass (as freezegun's or pendulum's values are)."""
+
+
+_ZONES = st.sampled_from(
+    [UTC, PLUS_0530, MINUS_08, dt.timezone(dt.timedelta(0)), dt.timezone(dt.timedelta(hours=14))]
+)
+
+
+def general_bind(dialect: Dialect, value: Any) -> Any:
+    """What TypeDecorator's own processing binds: process_bind_param, then the dialect's."""
+    impl = UTCDateTime().dialect_impl(dialect)
+    processor = TypeDecorator.bind_processor(impl, dialect)
+    assert processor is not None
+    return processor(value)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+class TestBindShortPath:
+    """The bind processor's short path for aware UTC values binds what the general one does."""
+
+    @given(value=st.datetimes(timezones=_ZONES))
+    def test_same_as_general_processing(self, dialect: Dialect, value: dt.datetime) -> None:
+        """Every aware value, in UTC or another zone, binds exactly as process_bind_param's."""
+        bound = bind(dialect, value)
+        expected = general_bind(dialect, value)
+        assert bound == expected
+        assert type(bound) is type(expected)
+        if isinstance(bound, dt.datetime):
+            assert bound.tzinfo == expected.tzinfo
+
+    def test_subclass_value_takes_the_general_path(self, dialect: Dialect) -> None:
+        """A datetime subclass is converted like any other aware value."""
+        value = _Later(2024, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+        assert bind(dialect, value) == general_bind(dialect, value)
+
+    def test_naive_subclass_rejected(self, dialect: Dialect) -> None:
+        """A naive value is refused on the short path's dialects too, subclass or not."""
+        with pytest.raises(NaiveDatetimeError):
+            bind(dialect, _Later(2024, 1, 2))
+
+    def test_subclass_bind_conversion_is_used(self, dialect: Dialect) -> None:
+        """A subclass overriding process_bind_param gets it called for every value."""
+
+        class Shifted(UTCDateTime):
+            cache_ok = True
+
+            def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+                shifted = None if value is None else value + dt.timedelta(hours=1)
+                return super().process_bind_param(shifted, dialect)
+
+        processor = Shifted().dialect_impl(dialect).bind_processor(dialect)
+        assert processor is not None
+        bound = processor(dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC))
+        assert result(dialect, bound) == dt.datetime(2024, 1, 2, 4, 4, 5, tzinfo=UTC)
 
 
 class TestSQLiteText:
@@ -491,3 +555,46 @@ class TestWriteDomains:
         assert info.value.detail == {"field": "qty", "reason": "invalid_value", "model": "Color"}
         assert "1.5" not in str(info.value)
         check_values(columns, {"qty": Decimal(2), "other": None})
+
+
+_GLANCED_TYPES = [
+    pytest.param(Integer(), id="integer"),
+    pytest.param(SmallInteger(), id="smallint"),
+    pytest.param(String(5), id="string-5"),
+    pytest.param(Text(), id="text"),
+]
+_COLUMN_VALUES = st.lists(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**64), max_value=2**64),
+        st.sampled_from([2**15 - 1, 2**15, -(2**15), -(2**15) - 1, 2**31 - 1, 2**31, -(2**31)]),
+        st.text(max_size=7),
+        st.text(alphabet="ab\x00", max_size=6),
+        st.floats(allow_nan=False),
+    ),
+    max_size=12,
+)
+
+
+@pytest.mark.parametrize("type_", _GLANCED_TYPES)
+class TestColumnGlance:
+    """Bulk writes glance at a whole column at once: the same verdict as value by value."""
+
+    @given(values=_COLUMN_VALUES)
+    def test_same_verdict_as_each_value(self, type_: Any, values: list[Any]) -> None:
+        """The column passes exactly when every non-None value passes the per-value glance."""
+        column = column_fast_check(type_)
+        each = value_fast_check(type_)
+        assert column is not None
+        assert each is not None
+        assert column(values) == all(each(v) for v in values if v is not None)
+
+    @given(values=_COLUMN_VALUES)
+    def test_a_passed_column_needs_no_full_check(self, type_: Any, values: list[Any]) -> None:
+        """Every value of a column the glance passes also passes the full check."""
+        column = column_fast_check(type_)
+        assert column is not None
+        if column(values):
+            for value in values:
+                check_value(value, type_)
