@@ -41,6 +41,7 @@ ASYNC_CONTENDERS = (
     "core",
     "orm",
     "orm_guarded",
+    "orm_utc",
     "sqla_repo",
     "sqla_repo_nosp",
     "advanced_alchemy",
@@ -52,6 +53,7 @@ LABELS = {
     "core": "SQLAlchemy Core",
     "orm": "hand-written ORM",
     "orm_guarded": "hand-written ORM, savepoint per write",
+    "orm_utc": "hand-written ORM on sqla_repo's model",
     "sqla_repo": "sqla_repo",
     "sqla_repo_nosp": "sqla_repo, no savepoints",
     "advanced_alchemy": "advanced-alchemy",
@@ -131,7 +133,7 @@ def make_sync_handle(env: Env, contender: str, session: Session) -> Any:
 
 
 def available(env: Env) -> set[str]:
-    out = {"core", "orm", "sqla_repo", "sqla_repo_nosp"}
+    out = {"core", "orm", "orm_utc", "sqla_repo", "sqla_repo_nosp"}
     if env.backend != "sqlite":
         # On SQLite, begin_nested() needs the pysqlite recipe (SQLAlchemy emits BEGIN),
         # which would change every contender's transactions: without it RELEASE commits.
@@ -342,6 +344,15 @@ async def bulk_orm_returning(env: Env, session: AsyncSession, rows: list[dict[st
     return (await session.scalars(insert(model).returning(model), rows)).all()
 
 
+async def bulk_orm_returning_utc(
+    env: Env, session: AsyncSession, rows: list[dict[str, Any]]
+) -> Any:
+    # The same statement on sqla_repo's mapped class: its UTCDateTime columns convert
+    # every timestamp written and loaded, which the hand-written model does not.
+    model = env.models.repo_model
+    return (await session.scalars(insert(model).returning(model), rows)).all()
+
+
 async def bulk_repo(_env: Env, repo: Any, rows: list[dict[str, Any]]) -> Any:
     return await repo.bulk_create(rows)
 
@@ -527,6 +538,15 @@ async def keyset_core(env: Env, conn: Any, after: int | None) -> Any:
 
 async def keyset_orm(env: Env, session: AsyncSession, after: int | None) -> Any:
     model = env.models.hand
+    stmt = select(model).order_by(model.id).limit(PAGE + 1)
+    if after is not None:
+        stmt = stmt.where(model.id > after)
+    return (await session.scalars(stmt)).all()
+
+
+async def keyset_orm_utc(env: Env, session: AsyncSession, after: int | None) -> Any:
+    # keyset_orm on sqla_repo's mapped class (aware-UTC timestamps loaded).
+    model = env.models.repo_model
     stmt = select(model).order_by(model.id).limit(PAGE + 1)
     if after is not None:
         stmt = stmt.where(model.id > after)
@@ -982,7 +1002,12 @@ def _operations(env: Env, *, reps: int, heavy_reps: int, quick: bool) -> list[Op
             f"bulk create {env.bulk_rows:,} rows, ORM INSERT … RETURNING by hand",
             per_sample=1,
             reps=heavy_reps,
-            fns={"core": bulk_core, "orm": bulk_orm_returning, "sqla_repo": bulk_repo},
+            fns={
+                "core": bulk_core,
+                "orm": bulk_orm_returning,
+                "orm_utc": bulk_orm_returning_utc,
+                "sqla_repo": bulk_repo,
+            },
             args=lambda _env, rep, _k: [new_rows(env.bulk_rows, f"r{rep}")],
             check=check_bulk,
         ),
@@ -1092,6 +1117,7 @@ def _operations(env: Env, *, reps: int, heavy_reps: int, quick: bool) -> list[Op
             fns={
                 "core": keyset_core,
                 "orm": keyset_orm,
+                "orm_utc": keyset_orm_utc,
                 "sqla_repo": keyset_repo,
                 "fastcrud": keyset_fastcrud,
             },

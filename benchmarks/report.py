@@ -75,6 +75,7 @@ LABELS = {
     "core": "Core",
     "orm": "hand-written ORM",
     "orm_guarded": "hand-written ORM, savepoint per write",
+    "orm_utc": "hand-written ORM on sqla_repo's model",
     "sqla_repo": "sqla_repo",
     "sqla_repo_nosp": "sqla_repo, no savepoints",
     "advanced_alchemy": "advanced-alchemy",

@@ -28,6 +28,7 @@ from sqla_repo._row_prep import (
 from sqla_repo._statement_writes import (
     bulk_update_statement,
     delete_statement,
+    expunge_objects,
     plain_params,
     record_new,
     reread_statement,
@@ -53,6 +54,7 @@ __all__ = [
     "get_or_insert",
     "insert_many",
     "insert_returning",
+    "refresh_loaded",
     "update_returning",
     "update_where",
     "upsert",
@@ -86,12 +88,24 @@ async def insert_returning(
     split a group by which columns happen to be ``None``.
     """
     out: list[Any] = [None] * len(rows)
-    for indexes in group_indexes(rows):
-        objs = await _insert_uniform(
-            session, info, [rows[i] for i in indexes], batch_size=batch_size, dialect=dialect
-        )
-        for index, obj in zip(indexes, objs, strict=True):
-            out[index] = obj
+    loaded: list[Any] = []
+    try:
+        for indexes in group_indexes(rows):
+            objs = await _insert_uniform(
+                session,
+                info,
+                [rows[i] for i in indexes],
+                batch_size=batch_size,
+                dialect=dialect,
+                loaded=loaded,
+            )
+            for index, obj in zip(indexes, objs, strict=True):
+                out[index] = obj
+    except BaseException:
+        # The rows of the batches sent before the failure are rolled back with it: their
+        # objects must not stay in the identity map, where get() would return them.
+        await _io.run_sync(session, expunge_objects, loaded)
+        raise
     await _io.run_sync(session, record_new, out)
     return out
 
@@ -134,7 +148,9 @@ async def _insert_uniform(
     *,
     batch_size: int,
     dialect: str,
+    loaded: list[Any],
 ) -> list[Any]:
+    """Insert rows with the same keys; append each batch's objects to *loaded* too."""
     out: list[Any] = []
     if not (await connected_dialect(session, info)).insert_returning:
         # MySQL has no INSERT … RETURNING: let the unit of work insert row by row, reading
@@ -155,6 +171,7 @@ async def _insert_uniform(
         pk = info.pk_keys[0]
         for batch in chunks(rows, batch_size):
             objs = list((await session.execute(stmt, batch)).scalars().unique().all())
+            loaded.extend(objs)
             objs.sort(key=lambda obj: getattr(obj, pk))
             out.extend(objs)
         return out
@@ -164,7 +181,9 @@ async def _insert_uniform(
         .execution_options(render_nulls=True)
     )
     for batch in chunks(rows, batch_size):
-        out.extend((await session.execute(stmt, batch)).scalars().unique().all())
+        returned = (await session.execute(stmt, batch)).scalars().unique().all()
+        loaded.extend(returned)
+        out.extend(returned)
     return out
 
 
@@ -212,7 +231,7 @@ async def update_where(
         split = _joined.split_values(info, values)
         keys = await _joined.target_keys(session, info, where, include_deleted=include_deleted)
         await _joined.update_keys(session, info, keys, split, include_deleted=include_deleted)
-        await _refresh_loaded(session, info, keys)
+        await refresh_loaded(session, info, keys)
         return len(keys)
     stmt = (
         update(info.model)
@@ -231,7 +250,7 @@ async def update_where(
         and state.expired_attributes
         and not state.expired
     ]
-    await _refresh_loaded(session, info, expired)
+    await refresh_loaded(session, info, expired)
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -270,7 +289,7 @@ async def bulk_update(
         return 0
     if info.joined:
         total = await _joined.bulk_update(session, info, merged, include_deleted=include_deleted)
-        await _refresh_loaded(session, info, idents)
+        await refresh_loaded(session, info, idents)
         return total
     dialect = await connected_dialect(session, info)
     bind = {"mapper": info.mapper}
@@ -288,15 +307,18 @@ async def bulk_update(
         stmt = bulk_update_statement(info, keys, include_deleted=include_deleted)
         result = await session.execute(stmt, group, bind_arguments=bind)
         total += max(int(result.rowcount), 0)  # type: ignore[attr-defined]
-    await _refresh_loaded(session, info, idents)
+    await refresh_loaded(session, info, idents)
     return matched if matched is not None else total
 
 
-async def _refresh_loaded(
+async def refresh_loaded(
     session: AsyncSession, info: ModelInfo, idents: Iterable[tuple[Any, ...]]
 ) -> None:
-    # Core statements leave loaded objects stale; reload the ones in the session with one
-    # SELECT rather than expiring them (an expired attribute would need lazy IO).
+    """Reload the objects of *idents* that are in the session, one ``SELECT`` per 500.
+
+    Core statements leave loaded objects stale; reloading them rather than expiring
+    them spares lazy IO (an expired attribute would need it).
+    """
     identity_map = session.identity_map
     loaded = [
         ident

@@ -108,9 +108,12 @@ class _Keys:
     def keystream_xor(self, nonce: bytes, data: bytes) -> bytes:
         """Encrypt or decrypt *data* in counter mode with HMAC-SHA256 as the PRF."""
         size = len(data)
-        stream = b"".join(
-            [self._block(nonce + counter) for counter in _COUNTERS[: -(-size // _BLOCK)]]
-        )
+        if size <= _BLOCK:  # most cursors: one block
+            stream = self._block(nonce + _COUNTERS[0])
+        else:
+            stream = b"".join(
+                [self._block(nonce + counter) for counter in _COUNTERS[: -(-size // _BLOCK)]]
+            )
         mixed = int.from_bytes(data, "big") ^ int.from_bytes(stream[:size], "big")
         return mixed.to_bytes(size, "big")
 

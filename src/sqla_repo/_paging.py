@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Double, cast, select
 from sqlalchemy import inspect as sa_inspect
 
+from sqla_repo._keyset import is_single_precision, keyset_condition
 from sqla_repo.exceptions import InvalidFilterError
 from sqla_repo.pagination import (
     CursorPage,
@@ -14,8 +15,6 @@ from sqla_repo.pagination import (
     cursor_spec,
     decode_cursor,
     encode_cursor,
-    is_single_precision,
-    keyset_predicate,
     row_values,
 )
 
@@ -61,12 +60,14 @@ async def keyset_page(
     scope = cursor_scope(repository, filters=filters, include_deleted=include_deleted)
     backward = before is not None
     cursor = before if backward else after
+    params: dict[str, Any] | None = None
     if cursor is not None:
         values = decode_cursor(cursor, spec=spec, scope=scope, max_age=max_age)
-        stmt = stmt.where(keyset_predicate(keys, values, forward=not backward))
+        condition, params = keyset_condition(keys, values, forward=not backward)
+        stmt = stmt.where(condition)
     order = [k.reversed() for k in keys] if backward else keys
     stmt = stmt.order_by(*(k.clause() for k in order)).limit(limit + 1)
-    result = await session.scalars(stmt)
+    result = await session.scalars(stmt, params)
     rows = list(result.unique().all())  # a joined eager collection repeats the entity
     more = len(rows) > limit
     items = rows[:limit]

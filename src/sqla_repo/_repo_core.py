@@ -21,6 +21,7 @@ from sqla_repo import _hooks, rls
 from sqla_repo._hooks import INCLUDE_DELETED
 from sqla_repo._statements import ModelInfo, by_key, count_statement, fans_out, has_join
 from sqla_repo._whitelist import (
+    ALL_COLUMNS,
     FilterWhitelist,
     SortWhitelist,
     check_settings,
@@ -63,6 +64,10 @@ def _is_int(value: object) -> bool:
     """Whether *value* is a real ``int`` (``True`` is not a page size)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
+
+_ORDERS: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+"""Compiled sort keys by what they depend on (see ``RepositoryCore._order_cache_key``)."""
+_MAX_ORDERS: Final = 512
 
 _OWN_FLUSH_LISTENERS: Final = frozenset({_hooks._on_before_flush, rls._before_flush})  # noqa: SLF001
 """The library's own flush listeners: the INSERT statement path does their work itself."""
@@ -255,6 +260,42 @@ class RepositoryCore(Generic[ModelT, SessionT]):
         return stmt
 
     def _order(self, order_by: OrderBy | None) -> list[Any]:
+        key = self._order_cache_key(order_by)
+        if key is None:
+            return self._compile_order(order_by)
+        keys = _ORDERS.get(key)
+        if keys is None:
+            keys = tuple(self._compile_order(order_by))
+            if len(_ORDERS) >= _MAX_ORDERS:
+                _ORDERS.clear()
+            _ORDERS[key] = keys
+        return list(keys)
+
+    def _order_cache_key(self, order_by: OrderBy | None) -> tuple[Any, ...] | None:
+        """What the sort keys of *order_by* depend on, where it can be told by value.
+
+        That is text (a query string's sort, or none) compiled against whitelists and a
+        default order made of names: the same text compiles to the same keys, which are
+        immutable. Anything holding expressions is compiled every time.
+        """
+        if order_by is not None and not isinstance(order_by, str):
+            return None
+        allowed, default = self.sortable_fields, self.default_order_by
+        if isinstance(default, str):
+            default_key: Any = default
+        elif all(isinstance(name, str) for name in default):
+            default_key = tuple(default)
+        else:
+            return None
+        if allowed is None or allowed is ALL_COLUMNS or isinstance(allowed, str):
+            allowed_key: Any = allowed
+        elif all(isinstance(name, str) for name in allowed):
+            allowed_key = frozenset(allowed)
+        else:
+            return None
+        return (type(self), self.model, order_by, allowed_key, default_key)
+
+    def _compile_order(self, order_by: OrderBy | None) -> list[Any]:
         if order_by is not None and not isinstance(order_by, (str, Sequence)):
             order_by = [order_by]  # one SQLAlchemy expression
         if self.sortable_fields is None and names_sort_field(order_by):

@@ -30,6 +30,7 @@ from sqla_repo._row_prep import (
 from sqla_repo._statement_writes import (
     bulk_update_statement,
     delete_statement,
+    expunge_objects,
     plain_params,
     record_new,
     reread_statement,
@@ -75,12 +76,24 @@ def insert_returning(
     split a group by which columns happen to be ``None``.
     """
     out: list[Any] = [None] * len(rows)
-    for indexes in group_indexes(rows):
-        objs = _insert_uniform(
-            session, info, [rows[i] for i in indexes], batch_size=batch_size, dialect=dialect
-        )
-        for index, obj in zip(indexes, objs, strict=True):
-            out[index] = obj
+    loaded: list[Any] = []
+    try:
+        for indexes in group_indexes(rows):
+            objs = _insert_uniform(
+                session,
+                info,
+                [rows[i] for i in indexes],
+                batch_size=batch_size,
+                dialect=dialect,
+                loaded=loaded,
+            )
+            for index, obj in zip(indexes, objs, strict=True):
+                out[index] = obj
+    except BaseException:
+        # The rows of the batches sent before the failure are rolled back with it: their
+        # objects must not stay in the identity map, where get() would return them.
+        _sync_io.run_sync(session, expunge_objects, loaded)
+        raise
     _sync_io.run_sync(session, record_new, out)
     return out
 
@@ -123,7 +136,9 @@ def _insert_uniform(
     *,
     batch_size: int,
     dialect: str,
+    loaded: list[Any],
 ) -> list[Any]:
+    """Insert rows with the same keys; append each batch's objects to *loaded* too."""
     out: list[Any] = []
     if not (connected_dialect(session, info)).insert_returning:
         # MySQL has no INSERT … RETURNING: let the unit of work insert row by row, reading
@@ -144,6 +159,7 @@ def _insert_uniform(
         pk = info.pk_keys[0]
         for batch in chunks(rows, batch_size):
             objs = list((session.execute(stmt, batch)).scalars().unique().all())
+            loaded.extend(objs)
             objs.sort(key=lambda obj: getattr(obj, pk))
             out.extend(objs)
         return out
@@ -153,7 +169,9 @@ def _insert_uniform(
         .execution_options(render_nulls=True)
     )
     for batch in chunks(rows, batch_size):
-        out.extend((session.execute(stmt, batch)).scalars().unique().all())
+        returned = (session.execute(stmt, batch)).scalars().unique().all()
+        loaded.extend(returned)
+        out.extend(returned)
     return out
 
 
@@ -201,7 +219,7 @@ def update_where(
         split = _sync_joined.split_values(info, values)
         keys = _sync_joined.target_keys(session, info, where, include_deleted=include_deleted)
         _sync_joined.update_keys(session, info, keys, split, include_deleted=include_deleted)
-        _refresh_loaded(session, info, keys)
+        refresh_loaded(session, info, keys)
         return len(keys)
     stmt = (
         update(info.model)
@@ -220,7 +238,7 @@ def update_where(
         and state.expired_attributes
         and not state.expired
     ]
-    _refresh_loaded(session, info, expired)
+    refresh_loaded(session, info, expired)
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -259,7 +277,7 @@ def bulk_update(
         return 0
     if info.joined:
         total = _sync_joined.bulk_update(session, info, merged, include_deleted=include_deleted)
-        _refresh_loaded(session, info, idents)
+        refresh_loaded(session, info, idents)
         return total
     dialect = connected_dialect(session, info)
     bind = {"mapper": info.mapper}
@@ -277,13 +295,16 @@ def bulk_update(
         stmt = bulk_update_statement(info, keys, include_deleted=include_deleted)
         result = session.execute(stmt, group, bind_arguments=bind)
         total += max(int(result.rowcount), 0)  # type: ignore[attr-defined]
-    _refresh_loaded(session, info, idents)
+    refresh_loaded(session, info, idents)
     return matched if matched is not None else total
 
 
-def _refresh_loaded(session: Session, info: ModelInfo, idents: Iterable[tuple[Any, ...]]) -> None:
-    # Core statements leave loaded objects stale; reload the ones in the session with one
-    # SELECT rather than expiring them (an expired attribute would need lazy IO).
+def refresh_loaded(session: Session, info: ModelInfo, idents: Iterable[tuple[Any, ...]]) -> None:
+    """Reload the objects of *idents* that are in the session, one ``SELECT`` per 500.
+
+    Core statements leave loaded objects stale; reloading them rather than expiring
+    them spares lazy IO (an expired attribute would need it).
+    """
     identity_map = session.identity_map
     loaded = [
         ident

@@ -8,7 +8,10 @@ module checks them and guards the write. Generated from the async module.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import inspect as sa_inspect
 
 from sqla_repo import (
     _row_prep,
@@ -17,6 +20,7 @@ from sqla_repo import (
     _sync_transactions,
 )
 from sqla_repo._repo_core import ModelT
+from sqla_repo.routing import use_primary
 
 if TYPE_CHECKING:
     import builtins
@@ -230,10 +234,48 @@ class BulkWrites(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[Mode
         self._info.check_rows(values, keys=kwargs["conflict_on"])
         for row in values:
             self._check_tenant_value(row, insert=True)
-        with self._guard(several=True):
-            self._check_references(values)
-            objs: builtins.list[ModelT] = write(
-                self.session, self._info, values, dialect=self.dialect_name, **kwargs
-            )
+        # The write loads rows into the session (populate_existing): if it fails, what
+        # it loaded from rows its rollback undid must not stay there.
+        present = set(self.session.identity_map.keys()) if self._protect() else None
+        try:
+            with self._guard(several=True):
+                self._check_references(values)
+                objs: builtins.list[ModelT] = write(
+                    self.session, self._info, values, dialect=self.dialect_name, **kwargs
+                )
+        except BaseException as exc:
+            if present is not None:
+                self._restore_loaded(present, reload=isinstance(exc, Exception))
+            raise
         self._ready(objs, options)
         return objs
+
+    def _restore_loaded(self, present: set[Any], *, reload: bool) -> None:
+        """Undo in the session what a rolled-back write of this model loaded into it.
+
+        Objects of rows that did not exist before (*present* holds the identity keys
+        from before the write) are expunged; the others are read again, since the write
+        overwrote their values with rolled-back ones (expired instead when *reload* is
+        false, on cancellation, or when reading fails).
+        """
+        session = self.session
+        new: builtins.list[Any] = []
+        old: builtins.list[Any] = []
+        for state in session.identity_map.all_states():
+            obj = state.obj()
+            if isinstance(obj, self.model):
+                (old if state.key in present else new).append(obj)
+        for obj in new:
+            session.expunge(obj)
+        if not old:
+            return
+        reloaded = False
+        if reload:
+            idents = [sa_inspect(obj).identity for obj in old]
+            # The write's own error is the one to raise, not this read's.
+            with suppress(Exception), use_primary():
+                _sync_bulk.refresh_loaded(session, self._info, idents)
+                reloaded = True
+        if not reloaded:
+            for obj in old:
+                session.expire(obj)

@@ -229,8 +229,13 @@ class SortKey:
 
     def clause(self) -> ColumnElement[Any]:
         """Return the ``ORDER BY`` element, with NULLs placed the same on every backend."""
-        ordered = self.expression.desc() if self.descending else self.expression.asc()
-        return NullsSmallest(ordered) if self.nullable else ordered
+        built: ColumnElement[Any] | None = self.__dict__.get("_clause")
+        if built is None:
+            ordered = self.expression.desc() if self.descending else self.expression.asc()
+            built = NullsSmallest(ordered) if self.nullable else ordered
+            # Built once: SQL elements are immutable, and a key is reused across calls.
+            object.__setattr__(self, "_clause", built)
+        return built
 
     def reversed(self) -> SortKey:
         """Return the same key in the opposite direction (for backward keyset pages)."""

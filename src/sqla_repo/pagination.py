@@ -42,19 +42,11 @@ import math
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from sqlalchemy import and_, false, literal, or_
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql import sqltypes
-from sqlalchemy.sql.functions import FunctionElement
-
-from sqla_repo._coerce import UNSUPPORTED, CoercionError, coerce, python_type, unwrap
 from sqla_repo._cursors import (
     CURSOR_SECRET_ENV,
     MAX_CURSOR_LENGTH,
-    _cursor_error,
     _dump,
     _encode_value,
     cursor_secret_is_ephemeral,
@@ -62,13 +54,11 @@ from sqla_repo._cursors import (
     encode_cursor,
     set_cursor_secret,
 )
+from sqla_repo._keyset import keyset_predicate
 from sqla_repo.context import tenant_scope
 from sqla_repo.exceptions import ConfigurationError, InvalidFilterError
 
 if TYPE_CHECKING:
-    from sqlalchemy.sql.compiler import SQLCompiler
-    from sqlalchemy.sql.elements import ColumnElement
-
     from sqla_repo.filters import SortKey
 
 __all__ = [
@@ -256,6 +246,25 @@ def cursor_scope(
             an integer of thousands of digits); ``filters`` validation refuses those first.
     """
     scope = tenant_scope()
+    if not filters and (scope.tenant is None or type(scope.tenant) in _PLAIN_TENANTS):
+        # The common case, no client filters: one text per class, flag and tenant.
+        key = (repository, bool(include_deleted), scope.tenant, scope.all_tenants)
+        found = _SCOPES.get(key)
+        if found is None:
+            found = _scope_text(repository, filters, include_deleted, scope)
+            if len(_SCOPES) >= _MAX_SCOPES:
+                _SCOPES.clear()
+            _SCOPES[key] = found
+        return found
+    return _scope_text(repository, filters, include_deleted, scope)
+
+
+_PLAIN_TENANTS = frozenset({str, int})
+_SCOPES: dict[tuple[Any, ...], str] = {}
+_MAX_SCOPES = 1024
+
+
+def _scope_text(repository: type[Any], filters: object, include_deleted: bool, scope: Any) -> str:  # noqa: FBT001
     try:
         return _dump(
             [
@@ -299,179 +308,3 @@ def row_values(obj: object, keys: Sequence[SortKey]) -> list[Any]:
             raise ConfigurationError(msg)
         values.append(getattr(obj, key.attribute))
     return values
-
-
-def _is_finite(value: object) -> bool:
-    """Whether a float or Decimal is finite (other values count as finite)."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, Decimal):
-        return value.is_finite()
-    return True
-
-
-def _coerce_key(key: SortKey, value: object) -> Any:
-    target = python_type(key.expression.type)
-    if value is None or target is UNSUPPORTED:
-        return value
-    if type(value) is target and not _is_finite(value):
-        # A NaN or infinite boundary read from a float or numeric column: the cursor is
-        # authenticated, so the value is the row's own, which the column holds.
-        return value
-    try:
-        return coerce(value, key.expression.type, max_length=None)
-    except CoercionError:
-        raise _cursor_error(
-            message="The cursor does not fit the sort order.", reason="cursor_mismatch"
-        ) from None
-
-
-def _expanded(
-    keys: Sequence[SortKey], bound: Sequence[Any], *, forward: bool
-) -> ColumnElement[bool]:
-    """``(k1 > v1) OR (k1 = v1 AND k2 > v2) OR ...``, NULL being the smallest value."""
-    disjuncts: list[ColumnElement[bool]] = []
-    equal: list[ColumnElement[bool]] = []
-    for key, value in zip(keys, bound, strict=True):
-        column = key.expression
-        ordered = _in_sort_order(column)  # what <, > and = compare
-        upward = key.descending != forward  # the rows past the boundary hold larger values
-        past: ColumnElement[bool] | None
-        if value is None:
-            past = column.is_not(None) if upward else None
-        elif upward:
-            past = ordered > value
-        else:
-            past = or_(ordered < value, column.is_(None)) if key.nullable else ordered < value
-        if past is not None:
-            disjuncts.append(and_(*equal, past))
-        equal.append(column.is_(None) if value is None else ordered == value)
-    if not disjuncts:
-        return false()
-    return or_(*disjuncts)
-
-
-def keyset_predicate(
-    keys: Sequence[SortKey], values: Sequence[Any], *, forward: bool
-) -> ColumnElement[bool]:
-    """Build the condition selecting the rows after (or before) a boundary row.
-
-    The condition is the expanded form ``(k1 > v1) OR (k1 = v1 AND k2 > v2) OR ...``,
-    where each comparison follows its key's direction and NULL is the smallest value
-    (for an ascending key, the rows after a NULL are the non-NULL ones; the rows after
-    ``v`` in a descending key include the NULLs). Row-value comparison is not used: it
-    is wrong with mixed directions and NULLs. When the first key cannot be NULL past the
-    boundary, a redundant range condition on it lets the database use an index.
-
-    Args:
-        keys: The sort keys, ending with a unique one (the primary key).
-        values: The boundary row's values (from
-            [`decode_cursor`][sqla_repo.pagination.decode_cursor]).
-        forward: ``True`` for the rows after the boundary in the keys' order; ``False``
-            for the rows before it (query them in reversed order, then reverse them).
-
-    Returns:
-        A boolean expression for ``where()``.
-
-    Raises:
-        InvalidFilterError: The values do not fit the keys.
-    """
-    if not keys or len(keys) != len(values):
-        raise _cursor_error(
-            message="The cursor does not fit the sort order.", reason="cursor_mismatch"
-        )
-    # Bound parameters even for True/False, which SQLAlchemy would otherwise inline as
-    # constants that only = and != accept.
-    bound = [
-        None if raw is None else _boundary(key, raw)
-        for key, raw in zip(keys, map(_coerce_key, keys, values), strict=True)
-    ]
-    if len(keys) == 1 and bound[0] is not None and not keys[0].nullable:
-        # The common case, a unique non-null key (the primary key): one comparison.
-        column = _in_sort_order(keys[0].expression)
-        return column > bound[0] if keys[0].descending != forward else column < bound[0]
-    predicate = _expanded(keys, bound, forward=forward)
-    first, value = _in_sort_order(keys[0].expression), bound[0]
-    if len(keys) > 1 and value is not None:
-        if keys[0].descending != forward:
-            predicate = and_(first >= value, predicate)
-        elif not keys[0].nullable:
-            predicate = and_(first <= value, predicate)
-    return predicate
-
-
-class _DeclarationOrder(FunctionElement[Any]):
-    """A native enum key or boundary value, compared in the enum's declaration order.
-
-    ``ORDER BY`` sorts a native enum in declaration order on PostgreSQL and
-    MariaDB/MySQL, but MariaDB/MySQL compare an ``ENUM`` with a string as text: there the
-    comparison goes through ``FIELD(x, 'first', 'second', ...)``, the declaration index,
-    so the keyset condition agrees with the order. Elsewhere it is *x* itself.
-    """
-
-    name = "declaration_order"
-    inherit_cache = True
-
-
-@compiles(_DeclarationOrder)
-def _declaration_order(element: _DeclarationOrder, compiler: SQLCompiler, **kw: Any) -> str:
-    return compiler.process(next(iter(element.clauses)), **kw)
-
-
-@compiles(_DeclarationOrder, "mysql")
-@compiles(_DeclarationOrder, "mariadb")
-def _declaration_order_mysql(element: _DeclarationOrder, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"FIELD({compiler.process(element.clauses, **kw)})"
-
-
-class _Float32(FunctionElement[Any]):
-    """A boundary value compared with a 4-byte ``FLOAT`` column on MariaDB/MySQL.
-
-    The driver reads such a column as text (``0.1``), while the server compares the
-    column's single-precision value widened to double (``0.100000001…``) with the
-    parameter: the boundary row itself would count as past the boundary, and pages would
-    repeat forever. ``CAST(:value AS FLOAT)`` rounds the parameter the way the column was
-    rounded. Elsewhere the value is sent as it is (PostgreSQL returns ``real`` values
-    exactly; SQLite stores doubles).
-    """
-
-    name = "float32"
-    inherit_cache = True
-
-
-@compiles(_Float32)
-def _float32(element: _Float32, compiler: SQLCompiler, **kw: Any) -> str:
-    return compiler.process(next(iter(element.clauses)), **kw)
-
-
-@compiles(_Float32, "mysql")
-@compiles(_Float32, "mariadb")
-def _float32_mysql(element: _Float32, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"CAST({compiler.process(element.clauses, **kw)} AS FLOAT)"
-
-
-def is_single_precision(type_: Any) -> bool:
-    """Whether MariaDB/MySQL store *type_* as a 4-byte ``FLOAT``."""
-    inner = unwrap(type_)
-    return (
-        isinstance(inner, sqltypes.Float)
-        and not isinstance(inner, (sqltypes.Double, sqltypes.REAL))
-        and (inner.precision is None or inner.precision <= 24)  # noqa: PLR2004
-    )
-
-
-def _boundary(key: SortKey, raw: Any) -> ColumnElement[Any]:
-    """The bound boundary value of *key*, compared as ``ORDER BY`` orders the column."""
-    value: ColumnElement[Any] = literal(raw, key.expression.type)
-    if is_single_precision(key.expression.type):
-        value = _Float32(value)
-    return _in_sort_order(value)
-
-
-def _in_sort_order(expression: ColumnElement[Any]) -> ColumnElement[Any]:
-    """*expression* as ``<``, ``>`` and ``=`` must compare it to follow ``ORDER BY``."""
-    inner = unwrap(expression.type)
-    if not isinstance(inner, sqltypes.Enum) or not inner.native_enum or not inner.enums:
-        return expression
-    names = [literal(name, sqltypes.String()) for name in inner.enums]
-    return _DeclarationOrder(expression, *names)
