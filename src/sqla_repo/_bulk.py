@@ -9,6 +9,7 @@ prepared by :mod:`sqla_repo._row_prep`; the single-row writes run on a synchrono
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, func, insert, select, tuple_, update
@@ -77,7 +78,7 @@ async def insert_returning(
     info: ModelInfo,
     rows: Sequence[dict[str, Any]],
     *,
-    batch_size: int,
+    batch_size: int | None,
     dialect: str,
 ) -> list[Any]:
     """Insert *rows* with multi-row ``INSERT … RETURNING``; return objects in input order.
@@ -136,7 +137,7 @@ async def insert_many(
         bind = None
         params = rows
     for group in group_rows(params):
-        for batch in [group] if batch_size is None else chunks(group, batch_size):
+        for batch in _batches(group, batch_size):
             await session.execute(stmt, batch, bind_arguments=bind)
     return len(rows)
 
@@ -146,7 +147,7 @@ async def _insert_uniform(
     info: ModelInfo,
     rows: Sequence[dict[str, Any]],
     *,
-    batch_size: int,
+    batch_size: int | None,
     dialect: str,
     loaded: list[Any],
 ) -> list[Any]:
@@ -168,11 +169,11 @@ async def _insert_uniform(
         # rowids of uniform rows are assigned in VALUES order, so sorting by the key
         # restores input order while keeping the multi-row INSERT.
         stmt = insert(info.model).returning(info.model).execution_options(render_nulls=True)
-        pk = info.pk_keys[0]
-        for batch in chunks(rows, batch_size):
+        by_key = attrgetter(info.pk_keys[0])
+        for batch in _batches(rows, batch_size):
             objs = list((await session.execute(stmt, batch)).scalars().unique().all())
             loaded.extend(objs)
-            objs.sort(key=lambda obj: getattr(obj, pk))
+            objs.sort(key=by_key)
             out.extend(objs)
         return out
     stmt = (
@@ -180,11 +181,18 @@ async def _insert_uniform(
         .returning(info.model, sort_by_parameter_order=True)
         .execution_options(render_nulls=True)
     )
-    for batch in chunks(rows, batch_size):
+    for batch in _batches(rows, batch_size):
         returned = (await session.execute(stmt, batch)).scalars().unique().all()
         loaded.extend(returned)
         out.extend(returned)
     return out
+
+
+def _batches(
+    rows: Sequence[dict[str, Any]], size: int | None
+) -> Iterable[Sequence[dict[str, Any]]]:
+    """*rows* in batches of *size*, or all in one (insertmanyvalues then splits them)."""
+    return [rows] if size is None else chunks(rows, size)
 
 
 async def update_returning(

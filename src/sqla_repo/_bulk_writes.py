@@ -31,14 +31,17 @@ class BulkWrites(_reads.Reads[ModelT], _transactions.Transactions[ModelT]):
         self,
         rows: Iterable[ModelT | Mapping[str, Any]],
         *,
-        batch_size: int = 1000,
+        batch_size: int | None = None,
         options: Sequence[ExecutableOption] = (),
     ) -> builtins.list[ModelT]:
         """Insert many rows with multi-row ``INSERT … RETURNING`` and return them in order.
 
-        All or nothing: the batches run inside one SAVEPOINT. Instances given are used as
-        value carriers; the returned objects are the persistent ones, ready to use as
-        ``create()``'s are (eager relationships and *options* loaded, with one more
+        All or nothing: the batches run inside one SAVEPOINT. By default the rows with
+        the same keys go in one ``execute()``, which SQLAlchemy's insertmanyvalues splits
+        into statements of ``insertmanyvalues_page_size`` rows (1000 unless the engine
+        sets it); *batch_size* sets the rows per ``execute()`` instead. Instances given
+        are used as value carriers; the returned objects are the persistent ones, ready to
+        use as ``create()``'s are (eager relationships and *options* loaded, with one more
         ``SELECT`` per 500 rows when there is something to load). A ``None`` value
         behaves as in ``create()``: a column with a default (Python, server-side or an
         autoincrement key) gets the default.
@@ -50,9 +53,11 @@ class BulkWrites(_reads.Reads[ModelT], _transactions.Transactions[ModelT]):
         if not values:
             return []
         self._info.check_rows(values)
-        for row in values:
-            self._check_tenant_value(row, insert=True)
-        async with self._guard(several=True):
+        if self._info.tenant:
+            for row in values:
+                self._check_tenant_value(row, insert=True)
+        # Without INSERT … RETURNING the unit of work inserts the rows (a flush).
+        async with self._guard(several=True, flushes=not await self._inserts_returning()):
             await self._check_references(values)
             objs = await _bulk.insert_returning(
                 self.session, self._info, values, batch_size=batch_size, dialect=self.dialect_name

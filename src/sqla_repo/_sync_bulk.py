@@ -11,6 +11,7 @@ prepared by :mod:`sqla_repo._row_prep`; the single-row writes run on a synchrono
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, func, insert, select, tuple_, update
@@ -65,7 +66,7 @@ def insert_returning(
     info: ModelInfo,
     rows: Sequence[dict[str, Any]],
     *,
-    batch_size: int,
+    batch_size: int | None,
     dialect: str,
 ) -> list[Any]:
     """Insert *rows* with multi-row ``INSERT … RETURNING``; return objects in input order.
@@ -124,7 +125,7 @@ def insert_many(
         bind = None
         params = rows
     for group in group_rows(params):
-        for batch in [group] if batch_size is None else chunks(group, batch_size):
+        for batch in _batches(group, batch_size):
             session.execute(stmt, batch, bind_arguments=bind)
     return len(rows)
 
@@ -134,7 +135,7 @@ def _insert_uniform(
     info: ModelInfo,
     rows: Sequence[dict[str, Any]],
     *,
-    batch_size: int,
+    batch_size: int | None,
     dialect: str,
     loaded: list[Any],
 ) -> list[Any]:
@@ -156,11 +157,11 @@ def _insert_uniform(
         # rowids of uniform rows are assigned in VALUES order, so sorting by the key
         # restores input order while keeping the multi-row INSERT.
         stmt = insert(info.model).returning(info.model).execution_options(render_nulls=True)
-        pk = info.pk_keys[0]
-        for batch in chunks(rows, batch_size):
+        by_key = attrgetter(info.pk_keys[0])
+        for batch in _batches(rows, batch_size):
             objs = list((session.execute(stmt, batch)).scalars().unique().all())
             loaded.extend(objs)
-            objs.sort(key=lambda obj: getattr(obj, pk))
+            objs.sort(key=by_key)
             out.extend(objs)
         return out
     stmt = (
@@ -168,11 +169,18 @@ def _insert_uniform(
         .returning(info.model, sort_by_parameter_order=True)
         .execution_options(render_nulls=True)
     )
-    for batch in chunks(rows, batch_size):
+    for batch in _batches(rows, batch_size):
         returned = (session.execute(stmt, batch)).scalars().unique().all()
         loaded.extend(returned)
         out.extend(returned)
     return out
+
+
+def _batches(
+    rows: Sequence[dict[str, Any]], size: int | None
+) -> Iterable[Sequence[dict[str, Any]]]:
+    """*rows* in batches of *size*, or all in one (insertmanyvalues then splits them)."""
+    return [rows] if size is None else chunks(rows, size)
 
 
 def update_returning(

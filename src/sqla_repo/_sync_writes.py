@@ -140,10 +140,7 @@ class Writes(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[ModelT])
             state_dict = state.dict
             if any(state_dict.get(k) not in (None, []) for k in info.relationship_keys):
                 return False
-        if self._insert_returning is None:
-            dialect = _sync_bulk.connected_dialect(self.session, info)
-            self._insert_returning = bool(dialect.insert_returning)
-        return self._insert_returning
+        return self._inserts_returning()
 
     def get_or_create(
         self,

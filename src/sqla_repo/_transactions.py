@@ -43,6 +43,12 @@ class Transactions(RepositoryCore[ModelT, AsyncSession]):
             with suppress(sa_exc.InvalidRequestError):
                 await self.session.refresh(obj)
 
+    async def _inserts_returning(self) -> bool:
+        if self._insert_returning is None:
+            dialect = await _bulk.connected_dialect(self.session, self._info)
+            self._insert_returning = bool(dialect.insert_returning)
+        return self._insert_returning
+
     async def _update_returning(self) -> bool:
         if self._can_update_returning is None:
             dialect = await _bulk.connected_dialect(self.session, self._info)
@@ -115,22 +121,27 @@ class Transactions(RepositoryCore[ModelT, AsyncSession]):
             self._savepoints = previous
 
     @asynccontextmanager
-    async def _guard(self, *, several: bool = False) -> AsyncIterator[None]:
-        """Guard a write made of statements only (no unit-of-work flush in the block).
+    async def _guard(self, *, several: bool = False, flushes: bool = False) -> AsyncIterator[None]:
+        """Guard a write made of statements (and, with *flushes*, a unit-of-work flush).
 
         SQLite and MySQL/MariaDB roll back only a failed statement, so one writing
         statement needs no SAVEPOINT there; PostgreSQL aborts the whole transaction, so
         the block runs inside a plain ``SAVEPOINT`` sent on the connection, which costs
         far less than ``begin_nested()`` and is safe because a failed statement changes
-        no ORM state. With *several* writing statements (all or nothing), the other
-        backends get ``atomic()``'s SAVEPOINT. A transaction that has run nothing yet
-        needs none: on error its driver transaction is rolled back instead
-        (:func:`~sqla_repo._statement_writes.transaction_started` says which drivers
-        tell). Pending changes are flushed first, outside it.
+        no ORM state (objects it loaded are the write's to forget). *several* writing
+        statements (all or nothing) get the plain SAVEPOINT on every backend. A
+        transaction that has run nothing yet needs none: on error its driver transaction
+        is rolled back instead (:func:`~sqla_repo._statement_writes.transaction_started`
+        says which drivers tell). A block that *flushes* gets ``atomic()``'s
+        ``begin_nested()``: a failed flush outside one ends the session's transaction.
+        Pending changes are flushed first, outside it.
         """
         protect = self._protect()
-        aborts = self._aborts_on_error()
-        if not (protect and (aborts or several)):
+        if protect and flushes:
+            async with self.atomic(flush=True):
+                yield
+            return
+        if not (protect and (several or self._aborts_on_error())):
             with use_primary(), translate_errors(self.model):
                 if protect:
                     await self._flush_pending()
@@ -139,8 +150,7 @@ class Transactions(RepositoryCore[ModelT, AsyncSession]):
         with use_primary(), translate_errors(self.model):
             await self._flush_pending()
             conn = await self.session.connection(bind_arguments={"mapper": self._info.mapper})
-            started = transaction_started(await _io.driver_connection(conn))
-            if not started:
+            if not transaction_started(await _io.driver_connection(conn)):
                 # The write is the transaction's first statement: nothing to protect.
                 try:
                     yield
@@ -149,12 +159,10 @@ class Transactions(RepositoryCore[ModelT, AsyncSession]):
                         await _io.rollback_driver(conn)
                     raise
                 return
-            if aborts:
-                async with self._plain_savepoint(conn):
-                    yield
-                return
-        async with self.atomic(flush=True):
-            yield
+            if self.dialect_name == "sqlite":
+                await self._begin_sqlite()
+            async with self._plain_savepoint(conn):
+                yield
 
     @asynccontextmanager
     async def _plain_savepoint(self, conn: Any) -> AsyncIterator[None]:

@@ -132,10 +132,7 @@ class Writes(_reads.Reads[ModelT], _transactions.Transactions[ModelT]):
             state_dict = state.dict
             if any(state_dict.get(k) not in (None, []) for k in info.relationship_keys):
                 return False
-        if self._insert_returning is None:
-            dialect = await _bulk.connected_dialect(self.session, info)
-            self._insert_returning = bool(dialect.insert_returning)
-        return self._insert_returning
+        return await self._inserts_returning()
 
     async def get_or_create(
         self,
