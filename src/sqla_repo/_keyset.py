@@ -9,6 +9,7 @@ use, builds it once per sort order and NULL pattern with named parameters.
 from __future__ import annotations
 
 import math
+import secrets
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -119,7 +120,9 @@ def keyset_predicate(
     return _assemble(keys, bound, forward=forward)
 
 
-_KEYSET_PARAM = "sqla_repo_keyset_"
+# Named per process with a random part: a caller's own bindparam() or text() parameter
+# cannot take the name by chance (execution parameters are matched by name).
+_KEYSET_PARAM = f"sqla_repo_keyset_{secrets.token_hex(4)}_"
 _TEMPLATES: dict[tuple[Any, ...], tuple[tuple[Any, ...], ColumnElement[bool]]] = {}
 _MAX_TEMPLATES = 256
 

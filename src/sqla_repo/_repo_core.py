@@ -65,6 +65,8 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+_BASE_SELECTS: dict[type[Any], Select[Any]] = {}
+"""``select(model)`` by mapped class: what ``base_select()`` returns unless overridden."""
 _ORDERS: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 """Compiled sort keys by what they depend on (see ``RepositoryCore._order_cache_key``)."""
 _MAX_ORDERS: Final = 512
@@ -174,7 +176,11 @@ class RepositoryCore(Generic[ModelT, SessionT]):
         keeps its join and is made ``DISTINCT`` instead. ``get()`` and ``get_by_id()``
         look rows up by key and never use it.
         """
-        return select(self.model)
+        # Built once per class: a statement is immutable, its methods return copies.
+        found = _BASE_SELECTS.get(self.model)
+        if found is None:
+            found = _BASE_SELECTS[self.model] = select(self.model)
+        return found
 
     def _criteria(
         self, where: Iterable[ColumnElement[bool]], filters: Filters | None, eq: Mapping[str, Any]

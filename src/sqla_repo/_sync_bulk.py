@@ -337,8 +337,10 @@ def _read_back(
     conflict_on: Sequence[str],
     wanted: Sequence[tuple[Any, ...]],
     batch_size: int,
+    *,
+    loaded: list[Any],
 ) -> dict[tuple[Any, ...], Any]:
-    """Select the visible rows whose *conflict_on* values are in *wanted*."""
+    """Select the visible rows whose *conflict_on* values are in *wanted* (to *loaded* too)."""
     attrs = [getattr(info.model, k) for k in conflict_on]
     target = tuple_(*attrs) if len(attrs) > 1 else attrs[0]
     found: dict[tuple[Any, ...], Any] = {}
@@ -351,7 +353,9 @@ def _read_back(
         # No eager JOIN under the lock: PostgreSQL refuses FOR SHARE on the nullable side
         # of an outer join. The repository loads the relationships afterwards.
         stmt = stmt.options(lazyload("*")).execution_options(populate_existing=True)
-        for obj in (session.scalars(stmt)).all():
+        objs = (session.scalars(stmt)).all()
+        loaded.extend(objs)
+        for obj in objs:
             found[tuple(getattr(obj, k) for k in conflict_on)] = obj
     return found
 
@@ -362,6 +366,8 @@ def _read_back_by_key(
     conflict_on: Sequence[str],
     wanted: Sequence[tuple[Any, ...]],
     batch_size: int,
+    *,
+    loaded: list[Any],
 ) -> dict[tuple[Any, ...], Any]:
     """Like :func:`_read_back`, for MySQL/MariaDB, without scanning under a lock.
 
@@ -378,7 +384,9 @@ def _read_back_by_key(
         chunk = wanted[start : start + batch_size]
         values = chunk if len(attrs) > 1 else [w[0] for w in chunk]
         stmt = select(info.model).where(target.in_(values)).options(lazyload("*"))
-        for obj in (session.scalars(stmt)).all():
+        objs = (session.scalars(stmt)).all()
+        loaded.extend(objs)
+        for obj in objs:
             found[tuple(getattr(obj, k) for k in conflict_on)] = obj
     match_folded(found, wanted)
     for key in [w for w in wanted if w not in found]:
@@ -389,7 +397,9 @@ def _read_back_by_key(
             .with_for_update(read=True)
             .execution_options(populate_existing=True)
         )
-        for obj in (session.scalars(stmt)).all():
+        objs = (session.scalars(stmt)).all()
+        loaded.extend(objs)
+        for obj in objs:
             found[tuple(getattr(obj, k) for k in conflict_on)] = obj
     return found
 
@@ -402,6 +412,7 @@ def get_or_insert(
     conflict_on: Sequence[str],
     batch_size: int,
     dialect: str,
+    loaded: list[Any],
 ) -> list[Any]:
     """Insert the rows whose *conflict_on* key is not taken; return every key's row in order.
 
@@ -430,9 +441,11 @@ def get_or_insert(
         for batch in chunks(group, batch_size):
             session.execute(stmt, batch)
     if dialect in {"postgresql", "sqlite"}:
-        found = _read_back(session, info, conflict_on, list(first), batch_size)
+        found = _read_back(session, info, conflict_on, list(first), batch_size, loaded=loaded)
     else:
-        found = _read_back_by_key(session, info, conflict_on, list(first), batch_size)
+        found = _read_back_by_key(
+            session, info, conflict_on, list(first), batch_size, loaded=loaded
+        )
         match_folded(found, wanted)
     if any(w not in found for w in wanted):
         # The key is taken by a row this call may not see: soft-deleted or another tenant's.
@@ -449,8 +462,9 @@ def upsert(
     update: Sequence[str] | None,
     batch_size: int,
     dialect: str,
+    loaded: list[Any],
 ) -> list[Any]:
-    """Run the portable upsert; return resulting objects in input order."""
+    """Run the portable upsert; return resulting objects in input order (to *loaded* too)."""
     _sync_joined.refuse_joined_upsert(info)
     rows, wanted = conflict_keys(info, rows, conflict_on)
     keys = update_keys(info, rows, conflict_on, update)
@@ -459,7 +473,9 @@ def upsert(
         stmt = stmt.returning(info.model).execution_options(populate_existing=True)
         found: dict[tuple[Any, ...], Any] = {}
         for batch in chunks(rows, batch_size):
-            for obj in (session.execute(stmt, batch)).scalars().unique():
+            objs = (session.execute(stmt, batch)).scalars().unique().all()
+            loaded.extend(objs)
+            for obj in objs:
                 found[tuple(getattr(obj, k) for k in conflict_on)] = obj
     else:
         one_by_one = binds_after_values(info)
@@ -469,7 +485,7 @@ def upsert(
                     session.execute(stmt, [row])
             else:
                 session.execute(stmt, batch)
-        found = _read_back(session, info, conflict_on, wanted, batch_size)
+        found = _read_back(session, info, conflict_on, wanted, batch_size, loaded=loaded)
         match_folded(found, wanted)
     if any(w not in found for w in wanted):
         # The conflicting row exists but is soft-deleted or another tenant's.

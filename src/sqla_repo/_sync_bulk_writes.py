@@ -240,36 +240,52 @@ class BulkWrites(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[Mode
         for row in values:
             self._check_tenant_value(row, insert=True)
         # The write loads rows into the session (populate_existing): if it fails, what
-        # it loaded from rows its rollback undid must not stay there.
-        present = set(self.session.identity_map.keys()) if self._protect() else None
+        # it loaded from rows its rollback undid must not stay there. Pending changes
+        # are flushed first (as the guard would): they are the caller's, and kept.
+        present = None
+        if self._protect():
+            with use_primary():
+                self._flush_pending()
+            present = set(self.session.identity_map.keys())
+        loaded: builtins.list[Any] = []
         try:
             with self._guard(several=True):
                 self._check_references(values)
                 objs: builtins.list[ModelT] = write(
-                    self.session, self._info, values, dialect=self.dialect_name, **kwargs
+                    self.session,
+                    self._info,
+                    values,
+                    dialect=self.dialect_name,
+                    loaded=loaded,
+                    **kwargs,
                 )
         except BaseException as exc:
             if present is not None:
-                self._restore_loaded(present, reload=isinstance(exc, Exception))
+                self._restore_loaded(loaded, present, reload=isinstance(exc, Exception))
             raise
         self._ready(objs, options)
         return objs
 
-    def _restore_loaded(self, present: set[Any], *, reload: bool) -> None:
-        """Undo in the session what a rolled-back write of this model loaded into it.
+    def _restore_loaded(
+        self, loaded: builtins.list[Any], present: set[Any], *, reload: bool
+    ) -> None:
+        """Undo in the session what a rolled-back write loaded into it (*loaded*).
 
-        Objects of rows that did not exist before (*present* holds the identity keys
-        from before the write) are expunged; the others are read again, since the write
-        overwrote their values with rolled-back ones (expired instead when *reload* is
-        false, on cancellation, or when reading fails).
+        Objects of rows that were not in the session before (*present* holds the
+        identity keys from before the write) are expunged; the others are read again,
+        since the write overwrote their values with rolled-back ones (expired instead
+        when *reload* is false, on cancellation, or when reading fails). Objects the
+        write did not load are left as they are.
         """
         session = self.session
         new: builtins.list[Any] = []
         old: builtins.list[Any] = []
-        for state in session.identity_map.all_states():
-            obj = state.obj()
-            if isinstance(obj, self.model):
-                (old if state.key in present else new).append(obj)
+        for obj in {id(obj): obj for obj in loaded}.values():
+            state = sa_inspect(obj)
+            if state.key in present:
+                old.append(obj)
+            elif obj in session:
+                new.append(obj)
         for obj in new:
             session.expunge(obj)
         if not old:
