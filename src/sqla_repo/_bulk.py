@@ -18,6 +18,7 @@ from sqlalchemy.orm import lazyload
 from sqla_repo import _io, _joined
 from sqla_repo._hooks import INCLUDE_DELETED
 from sqla_repo._row_prep import (
+    batches,
     chunks,
     conflict_keys,
     first_rows,
@@ -92,14 +93,8 @@ async def insert_returning(
     loaded: list[Any] = []
     try:
         for indexes in group_indexes(rows):
-            objs = await _insert_uniform(
-                session,
-                info,
-                [rows[i] for i in indexes],
-                batch_size=batch_size,
-                dialect=dialect,
-                loaded=loaded,
-            )
+            group = [rows[i] for i in indexes]
+            objs = await _insert_uniform(session, info, group, batch_size, dialect, loaded)
             for index, obj in zip(indexes, objs, strict=True):
                 out[index] = obj
     except BaseException:
@@ -122,9 +117,8 @@ async def insert_many(
 
     Column defaults, the version's first value and the hooks' tenant check apply as for
     every ORM ``INSERT``; no object is built or added to the session. Rows are grouped by
-    key set so that each group batches into multi-row statements: with no *batch_size*,
-    each group is one ``execute()``, which the driver (or SQLAlchemy's insertmanyvalues)
-    splits as the server's limits require.
+    key set; with no *batch_size* each group is one ``execute()`` (the driver's
+    executemany, or SQLAlchemy's insertmanyvalues, splits it).
     """
     if info.insert_statement_ok:
         # One table and nothing the ORM statement would add but the version: the
@@ -137,16 +131,15 @@ async def insert_many(
         bind = None
         params = rows
     for group in group_rows(params):
-        for batch in _batches(group, batch_size):
+        for batch in batches(group, batch_size):
             await session.execute(stmt, batch, bind_arguments=bind)
     return len(rows)
 
 
-async def _insert_uniform(
+async def _insert_uniform(  # noqa: PLR0917 - private, called once
     session: AsyncSession,
     info: ModelInfo,
     rows: Sequence[dict[str, Any]],
-    *,
     batch_size: int | None,
     dialect: str,
     loaded: list[Any],
@@ -170,7 +163,7 @@ async def _insert_uniform(
         # restores input order while keeping the multi-row INSERT.
         stmt = insert(info.model).returning(info.model).execution_options(render_nulls=True)
         by_key = attrgetter(info.pk_keys[0])
-        for batch in _batches(rows, batch_size):
+        for batch in batches(rows, batch_size):
             objs = list((await session.execute(stmt, batch)).scalars().unique().all())
             loaded.extend(objs)
             objs.sort(key=by_key)
@@ -181,18 +174,11 @@ async def _insert_uniform(
         .returning(info.model, sort_by_parameter_order=True)
         .execution_options(render_nulls=True)
     )
-    for batch in _batches(rows, batch_size):
+    for batch in batches(rows, batch_size):
         returned = (await session.execute(stmt, batch)).scalars().unique().all()
         loaded.extend(returned)
         out.extend(returned)
     return out
-
-
-def _batches(
-    rows: Sequence[dict[str, Any]], size: int | None
-) -> Iterable[Sequence[dict[str, Any]]]:
-    """*rows* in batches of *size*, or all in one (insertmanyvalues then splits them)."""
-    return [rows] if size is None else chunks(rows, size)
 
 
 async def update_returning(

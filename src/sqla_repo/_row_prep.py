@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 RowT = TypeVar("RowT", bound=Mapping[str, Any])
 
 __all__ = [
+    "batches",
     "chunks",
     "conflict_keys",
     "drop_defaulted_none",
@@ -40,6 +41,11 @@ def chunks(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[
         raise RepositoryError(msg)
     for start in range(0, len(rows), size):
         yield rows[start : start + size]
+
+
+def batches(rows: Sequence[dict[str, Any]], size: int | None) -> Iterable[Sequence[dict[str, Any]]]:
+    """*rows* in batches of *size*, or all in one (SQLAlchemy's insertmanyvalues splits it)."""
+    return [rows] if size is None else chunks(rows, size)
 
 
 def row_dicts(info: ModelInfo, rows: Iterable[Any]) -> list[dict[str, Any]]:

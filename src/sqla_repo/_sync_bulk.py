@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, lazyload
 from sqla_repo import _sync_io, _sync_joined
 from sqla_repo._hooks import INCLUDE_DELETED
 from sqla_repo._row_prep import (
+    batches,
     chunks,
     conflict_keys,
     first_rows,
@@ -80,14 +81,8 @@ def insert_returning(
     loaded: list[Any] = []
     try:
         for indexes in group_indexes(rows):
-            objs = _insert_uniform(
-                session,
-                info,
-                [rows[i] for i in indexes],
-                batch_size=batch_size,
-                dialect=dialect,
-                loaded=loaded,
-            )
+            group = [rows[i] for i in indexes]
+            objs = _insert_uniform(session, info, group, batch_size, dialect, loaded)
             for index, obj in zip(indexes, objs, strict=True):
                 out[index] = obj
     except BaseException:
@@ -110,9 +105,8 @@ def insert_many(
 
     Column defaults, the version's first value and the hooks' tenant check apply as for
     every ORM ``INSERT``; no object is built or added to the session. Rows are grouped by
-    key set so that each group batches into multi-row statements: with no *batch_size*,
-    each group is one ``execute()``, which the driver (or SQLAlchemy's insertmanyvalues)
-    splits as the server's limits require.
+    key set; with no *batch_size* each group is one ``execute()`` (the driver's
+    executemany, or SQLAlchemy's insertmanyvalues, splits it).
     """
     if info.insert_statement_ok:
         # One table and nothing the ORM statement would add but the version: the
@@ -125,16 +119,15 @@ def insert_many(
         bind = None
         params = rows
     for group in group_rows(params):
-        for batch in _batches(group, batch_size):
+        for batch in batches(group, batch_size):
             session.execute(stmt, batch, bind_arguments=bind)
     return len(rows)
 
 
-def _insert_uniform(
+def _insert_uniform(  # noqa: PLR0917 - private, called once
     session: Session,
     info: ModelInfo,
     rows: Sequence[dict[str, Any]],
-    *,
     batch_size: int | None,
     dialect: str,
     loaded: list[Any],
@@ -158,7 +151,7 @@ def _insert_uniform(
         # restores input order while keeping the multi-row INSERT.
         stmt = insert(info.model).returning(info.model).execution_options(render_nulls=True)
         by_key = attrgetter(info.pk_keys[0])
-        for batch in _batches(rows, batch_size):
+        for batch in batches(rows, batch_size):
             objs = list((session.execute(stmt, batch)).scalars().unique().all())
             loaded.extend(objs)
             objs.sort(key=by_key)
@@ -169,18 +162,11 @@ def _insert_uniform(
         .returning(info.model, sort_by_parameter_order=True)
         .execution_options(render_nulls=True)
     )
-    for batch in _batches(rows, batch_size):
+    for batch in batches(rows, batch_size):
         returned = (session.execute(stmt, batch)).scalars().unique().all()
         loaded.extend(returned)
         out.extend(returned)
     return out
-
-
-def _batches(
-    rows: Sequence[dict[str, Any]], size: int | None
-) -> Iterable[Sequence[dict[str, Any]]]:
-    """*rows* in batches of *size*, or all in one (insertmanyvalues then splits them)."""
-    return [rows] if size is None else chunks(rows, size)
 
 
 def update_returning(
