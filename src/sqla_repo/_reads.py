@@ -80,12 +80,15 @@ class Reads(RepositoryCore[ModelT, AsyncSession]):
         else:
             identity = self._info.identity(ident)
             with translate_read_errors(self.model):
-                obj = await self.session.get(
-                    self.model,
-                    identity,
-                    execution_options=execution_options,
-                    populate_existing=populate_existing,
-                )
+                if execution_options or populate_existing:
+                    obj = await self.session.get(
+                        self.model,
+                        identity,
+                        execution_options=execution_options,
+                        populate_existing=populate_existing,
+                    )
+                else:  # SQLAlchemy's own defaults: no options to merge
+                    obj = await self.session.get(self.model, identity)
         return self._visible(obj, include_deleted=include_deleted)
 
     async def get_by_id(

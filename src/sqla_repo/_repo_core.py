@@ -19,7 +19,8 @@ from sqlalchemy.orm import Mapper, QueryableAttribute
 
 from sqla_repo import _hooks, rls
 from sqla_repo._hooks import INCLUDE_DELETED
-from sqla_repo._statements import ModelInfo, by_key, count_statement, fans_out, has_join
+from sqla_repo._read_shapes import by_key, count_statement, fans_out, has_join
+from sqla_repo._statements import ModelInfo
 from sqla_repo._whitelist import (
     ALL_COLUMNS,
     FilterWhitelist,

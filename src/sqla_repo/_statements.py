@@ -7,27 +7,20 @@ them; a synchronous twin can share them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from sqlalchemy import (
     Column,
     ColumnElement,
-    Select,
     Table,
     and_,
-    exists,
-    func,
     or_,
-    select,
-    true,
-    tuple_,
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper
 from sqlalchemy.orm.decl_base import _declarative_constructor
 from sqlalchemy.orm.mapper import _event_on_init as _mapper_on_init
-from sqlalchemy.sql import Join
 
 from sqla_repo._coerce import (
     SQL_VALUES,
@@ -37,6 +30,7 @@ from sqla_repo._coerce import (
     column_fast_check,
     python_type,
     value_checker,
+    value_fast_check,
 )
 from sqla_repo._row_prep import group_rows
 from sqla_repo._sql import is_query_expression
@@ -55,8 +49,6 @@ from sqla_repo.types import utcnow
 
 __all__ = [
     "ModelInfo",
-    "count_statement",
-    "exists_statement",
     "pk_criterion",
 ]
 
@@ -71,6 +63,7 @@ class ModelInfo:
     __slots__ = (
         "_checkers",
         "_fast_checks",
+        "_int_key_glance",
         "column_keys",
         "columns",
         "defaulted_keys",
@@ -168,6 +161,13 @@ class ModelInfo:
             for key, column in self.columns.items()
             if (checker := value_checker(column.type)) is not None
         }
+        # A single integer key passed as an int in range needs no coercion (get(3)).
+        pk_type = self.pk_columns[0].type if len(self.pk_columns) == 1 else None
+        self._int_key_glance = (
+            value_fast_check(pk_type)
+            if pk_type is not None and python_type(pk_type) is int
+            else None
+        )
         self._fast_checks = {
             key: fine
             for key, column in self.columns.items()
@@ -279,6 +279,9 @@ class ModelInfo:
 
     def identity(self, ident: Any) -> tuple[Any, ...]:
         """Normalise a primary-key value (scalar, tuple or mapping) to a tuple."""
+        glance = self._int_key_glance
+        if glance is not None and glance(ident):
+            return (ident,)
         if isinstance(ident, Mapping):
             try:
                 values = tuple(ident[k] for k in self.pk_keys)
@@ -382,80 +385,6 @@ def pk_criterion(info: ModelInfo, ident: Any) -> ColumnElement[bool]:
     """Return ``pk == ident`` for a scalar or composite identity."""
     values = info.identity(ident)
     return and_(*(attr == value for attr, value in zip(info.pk_attrs, values, strict=True)))
-
-
-def has_join(stmt: Select[Any]) -> bool:
-    """Whether *stmt* joins other tables (so its rows may fan out).
-
-    Reads the statement's own join list where SQLAlchemy keeps one:
-    ``get_final_froms()`` compiles an ORM statement to answer (about 0.35 ms).
-    """
-    setup_joins = getattr(stmt, "_setup_joins", None)
-    from_obj = getattr(stmt, "_from_obj", None)
-    if setup_joins is None or from_obj is None:
-        return any(isinstance(f, Join) for f in stmt.get_final_froms())
-    return bool(setup_joins) or any(isinstance(f, Join) for f in from_obj)
-
-
-def fans_out(stmt: Select[Any]) -> bool:
-    """Whether the joins of *stmt* may repeat its entity (a collection or an ad hoc join).
-
-    A join along a many-to-one relationship (``join(Post.author)``) adds at most one row
-    per entity; every other join, including one given as a table and an ON clause, is
-    assumed to fan out.
-    """
-    setup_joins = getattr(stmt, "_setup_joins", None)
-    from_obj = getattr(stmt, "_from_obj", None)
-    if setup_joins is None or from_obj is None or any(isinstance(f, Join) for f in from_obj):
-        return True
-    for target, onclause, *_ in setup_joins:
-        relationship = next(
-            (
-                getattr(e, "property", None)
-                for e in (onclause, target)
-                if hasattr(getattr(e, "property", None), "uselist")
-            ),
-            None,
-        )
-        if relationship is None or relationship.uselist:
-            return True
-    return False
-
-
-def by_key(stmt: Select[Any], info: ModelInfo) -> Select[Any]:
-    """Return ``SELECT model WHERE pk IN (SELECT pk FROM <stmt>)``: one row per entity.
-
-    Deduplicates a fanning join without ``DISTINCT`` over every column, which PostgreSQL
-    refuses for ``json`` columns and which forbids ORDER BY expressions outside the
-    select list. The filters stay inside the subquery; ORDER BY, LIMIT and loader options
-    go on the outer statement, which names the model's own table only.
-    """
-    keys = stmt.with_only_columns(*info.pk_attrs, maintain_column_froms=True).order_by(None)
-    target = tuple_(*info.pk_attrs) if len(info.pk_attrs) > 1 else info.pk_attrs[0]
-    outer = select(info.model).where(target.in_(keys))
-    execution_options = stmt.get_execution_options()
-    return outer.execution_options(**execution_options) if execution_options else outer
-
-
-def count_statement(stmt: Select[Any], info: ModelInfo, *, joined: bool) -> Select[Any]:
-    """Return a COUNT of the distinct base rows of *stmt*, without ORDER BY or loader options.
-
-    A plain ``count(*)`` over the filtered table when there is no join; over the distinct
-    primary keys when a join could fan rows out.
-    """
-    if joined:
-        bare = stmt.order_by(None).limit(None).offset(None)
-        keys = bare.with_only_columns(*info.pk_attrs).distinct().subquery()
-        return select(func.count()).select_from(keys)
-    where = stmt.whereclause
-    count = select(func.count()).select_from(info.model)
-    return count.where(where) if where is not None else count
-
-
-def exists_statement(info: ModelInfo, criteria: Sequence[ColumnElement[bool]]) -> Select[Any]:
-    """Return ``SELECT EXISTS (SELECT 1 FROM model WHERE ...)``."""
-    inner = select(true()).select_from(info.model).where(*criteria)
-    return select(exists(inner))
 
 
 def update_values(info: ModelInfo, values: Mapping[str, Any]) -> dict[str, Any]:

@@ -81,12 +81,15 @@ class Reads(RepositoryCore[ModelT, Session]):
         else:
             identity = self._info.identity(ident)
             with translate_read_errors(self.model):
-                obj = self.session.get(
-                    self.model,
-                    identity,
-                    execution_options=execution_options,
-                    populate_existing=populate_existing,
-                )
+                if execution_options or populate_existing:
+                    obj = self.session.get(
+                        self.model,
+                        identity,
+                        execution_options=execution_options,
+                        populate_existing=populate_existing,
+                    )
+                else:  # SQLAlchemy's own defaults: no options to merge
+                    obj = self.session.get(self.model, identity)
         return self._visible(obj, include_deleted=include_deleted)
 
     def get_by_id(
