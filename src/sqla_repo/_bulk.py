@@ -30,7 +30,6 @@ from sqla_repo._row_prep import (
 from sqla_repo._statement_writes import (
     bulk_update_statement,
     delete_statement,
-    expunge_objects,
     plain_params,
     record_new,
     reread_statement,
@@ -81,27 +80,22 @@ async def insert_returning(
     *,
     batch_size: int | None,
     dialect: str,
+    loaded: list[Any],
 ) -> list[Any]:
     """Insert *rows* with multi-row ``INSERT … RETURNING``; return objects in input order.
 
     The ORM batches only consecutive rows with the same keys, so rows are grouped by key
     set first (one multi-row INSERT per group) and put back in input order afterwards.
     ``None`` values are sent as NULL (``render_nulls``) rather than dropped, which would
-    split a group by which columns happen to be ``None``.
+    split a group by which columns happen to be ``None``. Each batch's objects are
+    appended to *loaded* as they arrive, for the caller to forget if the write fails.
     """
     out: list[Any] = [None] * len(rows)
-    loaded: list[Any] = []
-    try:
-        for indexes in group_indexes(rows):
-            group = [rows[i] for i in indexes]
-            objs = await _insert_uniform(session, info, group, batch_size, dialect, loaded)
-            for index, obj in zip(indexes, objs, strict=True):
-                out[index] = obj
-    except BaseException:
-        # The rows of the batches sent before the failure are rolled back with it: their
-        # objects must not stay in the identity map, where get() would return them.
-        await _io.run_sync(session, expunge_objects, loaded)
-        raise
+    for indexes in group_indexes(rows):
+        group = [rows[i] for i in indexes]
+        objs = await _insert_uniform(session, info, group, batch_size, dialect, loaded)
+        for index, obj in zip(indexes, objs, strict=True):
+            out[index] = obj
     await _io.run_sync(session, record_new, out)
     return out
 

@@ -57,11 +57,25 @@ class BulkWrites(_reads.Reads[ModelT], _transactions.Transactions[ModelT]):
             for row in values:
                 self._check_tenant_value(row, insert=True)
         # Without INSERT … RETURNING the unit of work inserts the rows (a flush).
-        async with self._guard(several=True, flushes=not await self._inserts_returning()):
-            await self._check_references(values)
-            objs = await _bulk.insert_returning(
-                self.session, self._info, values, batch_size=batch_size, dialect=self.dialect_name
-            )
+        flushes = not await self._inserts_returning()
+        loaded: builtins.list[Any] = []
+        try:
+            async with self._guard(several=True, flushes=flushes):
+                await self._check_references(values)
+                objs = await _bulk.insert_returning(
+                    self.session,
+                    self._info,
+                    values,
+                    batch_size=batch_size,
+                    dialect=self.dialect_name,
+                    loaded=loaded,
+                )
+        except BaseException:
+            # The batches sent before the failure were rolled back with it. Their rows
+            # are new: nothing of them was in the session before (no snapshot needed).
+            if self._protect():
+                await self._restore_loaded(loaded, set(), reload=False)
+            raise
         await self._ready(objs, options)
         return objs
 

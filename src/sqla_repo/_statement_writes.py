@@ -31,7 +31,6 @@ __all__ = [
     "bulk_update_statement",
     "delete_one",
     "delete_statement",
-    "expunge_objects",
     "guarded",
     "insert_one",
     "plain_params",
@@ -356,13 +355,6 @@ def record_new(session: Session, objs: Iterable[Any]) -> None:
     new = transaction._new  # noqa: SLF001
     for obj in objs:
         new[instance_state(obj)] = True
-
-
-def expunge_objects(session: Session, objs: Iterable[Any]) -> None:
-    """Detach *objs* from *session*: the rows they were loaded from were rolled back."""
-    for obj in objs:
-        if obj in session:
-            session.expunge(obj)
 
 
 def delete_one(

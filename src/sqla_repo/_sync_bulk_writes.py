@@ -64,11 +64,25 @@ class BulkWrites(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[Mode
             for row in values:
                 self._check_tenant_value(row, insert=True)
         # Without INSERT … RETURNING the unit of work inserts the rows (a flush).
-        with self._guard(several=True, flushes=not self._inserts_returning()):
-            self._check_references(values)
-            objs = _sync_bulk.insert_returning(
-                self.session, self._info, values, batch_size=batch_size, dialect=self.dialect_name
-            )
+        flushes = not self._inserts_returning()
+        loaded: builtins.list[Any] = []
+        try:
+            with self._guard(several=True, flushes=flushes):
+                self._check_references(values)
+                objs = _sync_bulk.insert_returning(
+                    self.session,
+                    self._info,
+                    values,
+                    batch_size=batch_size,
+                    dialect=self.dialect_name,
+                    loaded=loaded,
+                )
+        except BaseException:
+            # The batches sent before the failure were rolled back with it. Their rows
+            # are new: nothing of them was in the session before (no snapshot needed).
+            if self._protect():
+                self._restore_loaded(loaded, set(), reload=False)
+            raise
         self._ready(objs, options)
         return objs
 
