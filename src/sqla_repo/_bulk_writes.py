@@ -49,10 +49,13 @@ class BulkWrites(_reads.Reads[ModelT], _transactions.Transactions[ModelT]):
         Raises:
             ConflictError: A row broke a constraint; nothing was inserted.
         """
-        values = _row_prep.drop_defaulted_none(self._info, _row_prep.row_dicts(self._info, rows))
+        values = _row_prep.row_dicts(self._info, rows, drop_defaulted=True)
         if not values:
             return []
-        self._info.check_rows(values)
+        # Grouped by key set once: the checks and the INSERTs go group by group.
+        indexes = _row_prep.group_indexes(values)
+        groups = [values] if len(indexes) == 1 else [[values[i] for i in g] for g in indexes]
+        self._info.check_rows(values, groups=groups)
         if self._info.tenant:
             for row in values:
                 self._check_tenant_value(row, insert=True)
@@ -65,7 +68,8 @@ class BulkWrites(_reads.Reads[ModelT], _transactions.Transactions[ModelT]):
                 objs = await _bulk.insert_returning(
                     self.session,
                     self._info,
-                    values,
+                    groups,
+                    indexes,
                     batch_size=batch_size,
                     dialect=self.dialect_name,
                     loaded=loaded,
@@ -99,7 +103,7 @@ class BulkWrites(_reads.Reads[ModelT], _transactions.Transactions[ModelT]):
         Raises:
             ConflictError: A row broke a constraint; nothing was inserted.
         """
-        values = _row_prep.drop_defaulted_none(self._info, _row_prep.row_dicts(self._info, rows))
+        values = _row_prep.row_dicts(self._info, rows, drop_defaulted=True)
         if not values:
             return 0
         self._info.check_rows(values)

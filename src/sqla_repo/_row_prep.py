@@ -48,36 +48,55 @@ def batches(rows: Sequence[dict[str, Any]], size: int | None) -> Iterable[Sequen
     return [rows] if size is None else chunks(rows, size)
 
 
-def row_dicts(info: ModelInfo, rows: Iterable[Any]) -> list[dict[str, Any]]:
-    """Return column-value dicts for mappings or transient instances of the model."""
+def row_dicts(
+    info: ModelInfo, rows: Iterable[Any], *, drop_defaulted: bool = False
+) -> list[dict[str, Any]]:
+    """Return column-value dicts for mappings or transient instances of the model.
+
+    With *drop_defaulted*, ``None`` is left out where the column has a default, in the
+    same pass (see [`drop_defaulted_none`][sqla_repo._row_prep.drop_defaulted_none]).
+    """
     out: list[dict[str, Any]] = []
-    writable = info.writable_keys
+    defaulted = info.defaulted_keys if drop_defaulted else frozenset()
+    # A plain dict of writable keys none of which has a default, the common case, is
+    # copied after one set test; anything else takes the general path.
+    plain = info.writable_keys - defaulted
     for row in rows:
-        if type(row) is dict and row.keys() <= writable:  # the common case, at a glance
+        if type(row) is dict and row.keys() <= plain:
             out.append(row.copy())
-        elif isinstance(row, info.model):
-            state = sa_inspect(row)
-            if state.session_id is not None or state.key is not None:
-                msg = "bulk operations take new (transient) instances or mappings"
-                raise RepositoryError(msg, model=info.model)
-            related = sorted(
-                k for k in info.relationship_keys if state.dict.get(k) not in (None, [])
-            )
-            if related:
-                msg = (
-                    "bulk operations ignore relationships; set the foreign key instead "
-                    f"({', '.join(related)})"
-                )
-                raise RepositoryError(msg, model=info.model, detail={"fields": related})
-            out.append({k: v for k, v in state.dict.items() if k in info.column_keys})
-        elif isinstance(row, Mapping):
-            if not row.keys() <= info.writable_keys:  # one set test in the common case
-                info.check_keys(row, what="field")
-            out.append(dict(row))
-        else:
-            msg = f"expected {info.model.__name__} instances or mappings"
-            raise RepositoryError(msg, model=info.model)
+            continue
+        values = _row_dict(info, row)
+        out.append(_without_defaulted_none(values, defaulted) if defaulted else values)
     return out
+
+
+def _row_dict(info: ModelInfo, row: Any) -> dict[str, Any]:
+    """The column-value dict of one mapping or transient instance of the model."""
+    if type(row) is dict and row.keys() <= info.writable_keys:
+        return row.copy()
+    if isinstance(row, info.model):
+        state = sa_inspect(row)
+        if state.session_id is not None or state.key is not None:
+            msg = "bulk operations take new (transient) instances or mappings"
+            raise RepositoryError(msg, model=info.model)
+        related = sorted(k for k in info.relationship_keys if state.dict.get(k) not in (None, []))
+        if related:
+            msg = (
+                "bulk operations ignore relationships; set the foreign key instead "
+                f"({', '.join(related)})"
+            )
+            raise RepositoryError(msg, model=info.model, detail={"fields": related})
+        return {k: v for k, v in state.dict.items() if k in info.column_keys}
+    if isinstance(row, Mapping):
+        if not row.keys() <= info.writable_keys:  # one set test in the common case
+            info.check_keys(row, what="field")
+        return dict(row)
+    msg = f"expected {info.model.__name__} instances or mappings"
+    raise RepositoryError(msg, model=info.model)
+
+
+def _without_defaulted_none(row: Mapping[str, Any], defaulted: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if v is not None or k not in defaulted}
 
 
 def drop_defaulted_none(info: ModelInfo, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -91,7 +110,7 @@ def drop_defaulted_none(info: ModelInfo, rows: list[dict[str, Any]]) -> list[dic
     for row in rows:
         for key in defaulted:
             if key in row and row[key] is None:
-                row = {k: v for k, v in row.items() if v is not None or k not in defaulted}  # noqa: PLW2901
+                row = _without_defaulted_none(row, defaulted)  # noqa: PLW2901
                 break
         out.append(row)
     return out
@@ -100,16 +119,26 @@ def drop_defaulted_none(info: ModelInfo, rows: list[dict[str, Any]]) -> list[dic
 def group_indexes(rows: Sequence[Mapping[str, Any]]) -> list[list[int]]:
     """The positions of *rows*, grouped by key set (first appearance order)."""
     groups: dict[frozenset[str], list[int]] = {}
+    last: Any = None
+    group: list[int] = []
     for index, row in enumerate(rows):
-        groups.setdefault(frozenset(row), []).append(index)
+        keys = row.keys()
+        if keys != last:  # a row with the keys of the one before costs one comparison
+            last, group = keys, groups.setdefault(frozenset(keys), [])
+        group.append(index)
     return list(groups.values())
 
 
 def group_rows(rows: Iterable[RowT]) -> list[list[RowT]]:
     """*rows* grouped by key set (first appearance order), each group in input order."""
     groups: dict[frozenset[str], list[RowT]] = {}
+    last: Any = None
+    group: list[RowT] = []
     for row in rows:
-        groups.setdefault(frozenset(row), []).append(row)
+        keys = row.keys()
+        if keys != last:
+            last, group = keys, groups.setdefault(frozenset(keys), [])
+        group.append(row)
     return list(groups.values())
 
 

@@ -352,9 +352,8 @@ def record_new(session: Session, objs: Iterable[Any]) -> None:
     transaction = session._transaction  # noqa: SLF001
     if transaction is None:
         return
-    new = transaction._new  # noqa: SLF001
-    for obj in objs:
-        new[instance_state(obj)] = True
+    # One update() of the weak mapping: a loop of item assignments costs twice as much.
+    transaction._new.update(dict.fromkeys(map(instance_state, objs), True))  # noqa: SLF001
 
 
 def delete_one(

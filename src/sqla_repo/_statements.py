@@ -7,7 +7,7 @@ them; a synchronous twin can share them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -246,17 +246,24 @@ class ModelInfo:
             msg, model=self.model, detail={"field": key, "reason": "sql_expression"}
         )
 
-    def check_rows(self, rows: Iterable[Mapping[str, Any]], *, keys: Iterable[str] = ()) -> None:
+    def check_rows(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        keys: Iterable[str] = (),
+        groups: Iterable[Sequence[Mapping[str, Any]]] | None = None,
+    ) -> None:
         """[`check_values()`][sqla_repo._statements.ModelInfo.check_values] for each row.
 
         The rows are sent as parameters of one statement: SQL expressions are refused.
+        *groups*, when the caller has them, are the *rows* grouped by key set.
         """
         keys = frozenset(keys)
         fast = self._fast_checks
         # Rows with the same keys are glanced at column by column, each column's values
         # in one test; a group holding anything but the common case (a column without
         # such a test, a value the glance cannot pass) is checked row by row.
-        for group in group_rows(rows):
+        for group in group_rows(rows) if groups is None else groups:
             for key in group[0]:
                 fine = fast.get(key)
                 if fine is None or not fine([row[key] for row in group]):

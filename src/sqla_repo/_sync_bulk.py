@@ -24,7 +24,6 @@ from sqla_repo._row_prep import (
     chunks,
     conflict_keys,
     first_rows,
-    group_indexes,
     group_rows,
     match_folded,
     merge_by_key,
@@ -64,26 +63,31 @@ def connected_dialect(session: Session, info: ModelInfo) -> Dialect:
 def insert_returning(
     session: Session,
     info: ModelInfo,
-    rows: Sequence[dict[str, Any]],
+    groups: Sequence[Sequence[dict[str, Any]]],
+    indexes: Sequence[Sequence[int]],
     *,
     batch_size: int | None,
     dialect: str,
     loaded: list[Any],
 ) -> list[Any]:
-    """Insert *rows* with multi-row ``INSERT … RETURNING``; return objects in input order.
+    """Insert rows with multi-row ``INSERT … RETURNING``; return objects in input order.
 
-    The ORM batches only consecutive rows with the same keys, so rows are grouped by key
-    set first (one multi-row INSERT per group) and put back in input order afterwards.
-    ``None`` values are sent as NULL (``render_nulls``) rather than dropped, which would
-    split a group by which columns happen to be ``None``. Each batch's objects are
-    appended to *loaded* as they arrive, for the caller to forget if the write fails.
+    The ORM batches only consecutive rows with the same keys, so the rows come grouped
+    by key set (*groups*, each at the input positions *indexes* of
+    [`group_indexes()`][sqla_repo._row_prep.group_indexes]): one multi-row INSERT per
+    group, the objects put back in input order afterwards. ``None`` values are sent as
+    NULL (``render_nulls``) rather than dropped, which would split a group by which
+    columns happen to be ``None``. Each batch's objects are appended to *loaded* as they
+    arrive, for the caller to forget if the write fails.
     """
-    out: list[Any] = [None] * len(rows)
-    for indexes in group_indexes(rows):
-        group = [rows[i] for i in indexes]
-        objs = _insert_uniform(session, info, group, batch_size, dialect, loaded)
-        for index, obj in zip(indexes, objs, strict=True):
-            out[index] = obj
+    if len(groups) == 1:
+        out = _insert_uniform(session, info, groups[0], batch_size, dialect, loaded)
+    else:
+        out = [None] * sum(map(len, groups))
+        for group, positions in zip(groups, indexes, strict=True):
+            objs = _insert_uniform(session, info, group, batch_size, dialect, loaded)
+            for index, obj in zip(positions, objs, strict=True):
+                out[index] = obj
     _sync_io.run_sync(session, record_new, out)
     return out
 

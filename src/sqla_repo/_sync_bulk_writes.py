@@ -56,10 +56,13 @@ class BulkWrites(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[Mode
         Raises:
             ConflictError: A row broke a constraint; nothing was inserted.
         """
-        values = _row_prep.drop_defaulted_none(self._info, _row_prep.row_dicts(self._info, rows))
+        values = _row_prep.row_dicts(self._info, rows, drop_defaulted=True)
         if not values:
             return []
-        self._info.check_rows(values)
+        # Grouped by key set once: the checks and the INSERTs go group by group.
+        indexes = _row_prep.group_indexes(values)
+        groups = [values] if len(indexes) == 1 else [[values[i] for i in g] for g in indexes]
+        self._info.check_rows(values, groups=groups)
         if self._info.tenant:
             for row in values:
                 self._check_tenant_value(row, insert=True)
@@ -72,7 +75,8 @@ class BulkWrites(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[Mode
                 objs = _sync_bulk.insert_returning(
                     self.session,
                     self._info,
-                    values,
+                    groups,
+                    indexes,
                     batch_size=batch_size,
                     dialect=self.dialect_name,
                     loaded=loaded,
@@ -106,7 +110,7 @@ class BulkWrites(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[Mode
         Raises:
             ConflictError: A row broke a constraint; nothing was inserted.
         """
-        values = _row_prep.drop_defaulted_none(self._info, _row_prep.row_dicts(self._info, rows))
+        values = _row_prep.row_dicts(self._info, rows, drop_defaulted=True)
         if not values:
             return 0
         self._info.check_rows(values)

@@ -1,0 +1,97 @@
+"""Row preparation of set-based writes: the single-pass forms equal the plain definitions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from sqla_repo import IntegerPKMixin, TimestampMixin
+from sqla_repo._row_prep import drop_defaulted_none, group_indexes, group_rows, row_dicts
+from sqla_repo._statements import ModelInfo
+from sqla_repo.exceptions import RepositoryError
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Parent(IntegerPKMixin, Base):
+    __tablename__ = "row_prep_parent"
+
+
+class Item(IntegerPKMixin, TimestampMixin, Base):
+    __tablename__ = "row_prep_item"
+
+    name: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(10), default="new")
+    note: Mapped[str | None] = mapped_column(String(20))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("row_prep_parent.id"))
+
+
+INFO = ModelInfo(Item)
+KEYS = ("id", "name", "status", "note", "parent_id", "created_at", "updated_at")
+VALUES = st.one_of(
+    st.none(),
+    st.integers(min_value=1, max_value=9),
+    st.text(max_size=3),
+    st.just(dt.datetime(2024, 5, 1, tzinfo=dt.UTC)),
+)
+ROWS = st.lists(
+    st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=len(KEYS)), max_size=12
+).map(lambda rows: [{"name": "x", **row} for row in rows])
+
+
+def reference_groups(rows: list[dict[str, Any]]) -> list[list[int]]:
+    groups: dict[frozenset[str], list[int]] = {}
+    for index, row in enumerate(rows):
+        groups.setdefault(frozenset(row), []).append(index)
+    return list(groups.values())
+
+
+@given(ROWS)
+def test_defaulted_none_dropped_in_the_same_pass(rows: list[dict[str, Any]]) -> None:
+    """One pass gives what the copy and then the drop of defaulted ``None`` give."""
+    expected = drop_defaulted_none(INFO, [dict(row) for row in rows])
+    assert row_dicts(INFO, rows, drop_defaulted=True) == expected
+    assert row_dicts(INFO, rows) == rows
+
+
+@given(ROWS)
+def test_rows_are_copied(rows: list[dict[str, Any]]) -> None:
+    """The caller's dicts are never the ones sent (stamping must not change them)."""
+    out = row_dicts(INFO, rows, drop_defaulted=True)
+    assert all(a is not b for a, b in zip(out, rows, strict=True))
+
+
+@given(ROWS)
+def test_grouping_by_key_set(rows: list[dict[str, Any]]) -> None:
+    """Rows are grouped by key set in order of first appearance, each group in order."""
+    expected = reference_groups(rows)
+    assert group_indexes(rows) == expected
+    assert group_rows(rows) == [[rows[i] for i in group] for group in expected]
+
+
+def test_unknown_key_refused_after_rows_with_known_keys() -> None:
+    """A row with another key set is checked again, not waved through after good rows."""
+    with pytest.raises(RepositoryError):
+        row_dicts(INFO, [{"name": "a"}, {"name": "b"}, {"name": "c", "secret": 1}])
+
+
+def test_instances_and_mappings_mix() -> None:
+    """Transient instances and non-dict mappings take the general path, same result."""
+
+    class Frozen(dict[str, Any]):
+        pass
+
+    rows = [{"name": "a", "id": None}, Item(name="b", note=None), Frozen(name="c", status=None)]
+    assert row_dicts(INFO, rows, drop_defaulted=True) == [
+        {"name": "a"},
+        {"name": "b", "note": None},
+        {"name": "c"},
+    ]
