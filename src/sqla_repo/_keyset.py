@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from sqla_repo.filters import SortKey
 
-__all__ = ["is_single_precision", "keyset_condition", "keyset_predicate"]
+__all__ = ["is_single_precision", "keyset_condition", "keyset_predicate", "lossy_indexes"]
 
 
 def _is_finite(value: object) -> bool:
@@ -41,8 +41,31 @@ def _is_finite(value: object) -> bool:
     return True
 
 
+_FACTS: dict[int, tuple[Any, Any, bool]] = {}
+"""Per sort expression (by id, kept alive with its entry): the Python type its values
+are coerced to and whether MariaDB/MySQL store it as a 4-byte ``FLOAT``."""
+_MAX_FACTS = 1024
+
+
+def _facts(key: SortKey) -> tuple[Any, bool]:
+    expression = key.expression
+    found = _FACTS.get(id(expression))
+    if found is None or found[0] is not expression:
+        type_ = expression.type
+        found = (expression, python_type(type_), is_single_precision(type_))
+        if len(_FACTS) >= _MAX_FACTS:
+            _FACTS.clear()
+        _FACTS[id(expression)] = found
+    return found[1], found[2]
+
+
+def lossy_indexes(keys: Sequence[SortKey]) -> list[int]:
+    """The positions of the keys MariaDB/MySQL store as 4-byte ``FLOAT``s."""
+    return [i for i, key in enumerate(keys) if _facts(key)[1]]
+
+
 def _coerce_key(key: SortKey, value: object) -> Any:
-    target = python_type(key.expression.type)
+    target = _facts(key)[0]
     if value is None or target is UNSUPPORTED:
         return value
     if type(value) is target and not _is_finite(value):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Double, cast, select
 from sqlalchemy import inspect as sa_inspect
 
-from sqla_repo._keyset import is_single_precision, keyset_condition
+from sqla_repo._keyset import keyset_condition, lossy_indexes
 from sqla_repo.exceptions import InvalidFilterError
 from sqla_repo.pagination import (
     CursorPage,
@@ -106,7 +106,7 @@ async def _boundary(
     small query for the boundary row only.
     """
     values = row_values(obj, keys)
-    lossy = [i for i, key in enumerate(keys) if is_single_precision(key.expression.type)]
+    lossy = lossy_indexes(keys)
     if not lossy:
         return values
     mapper = sa_inspect(model)
