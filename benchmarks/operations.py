@@ -42,6 +42,7 @@ ASYNC_CONTENDERS = (
     "orm",
     "orm_guarded",
     "orm_utc",
+    "orm_ordered",
     "sqla_repo",
     "sqla_repo_nosp",
     "advanced_alchemy",
@@ -54,6 +55,7 @@ LABELS = {
     "orm": "hand-written ORM",
     "orm_guarded": "hand-written ORM, savepoint per write",
     "orm_utc": "hand-written ORM on sqla_repo's model",
+    "orm_ordered": "hand-written ORM, objects in input order",
     "sqla_repo": "sqla_repo",
     "sqla_repo_nosp": "sqla_repo, no savepoints",
     "advanced_alchemy": "advanced-alchemy",
@@ -133,7 +135,7 @@ def make_sync_handle(env: Env, contender: str, session: Session) -> Any:
 
 
 def available(env: Env) -> set[str]:
-    out = {"core", "orm", "orm_utc", "sqla_repo", "sqla_repo_nosp"}
+    out = {"core", "orm", "orm_utc", "orm_ordered", "sqla_repo", "sqla_repo_nosp"}
     if env.backend != "sqlite":
         # On SQLite, begin_nested() needs the pysqlite recipe (SQLAlchemy emits BEGIN),
         # which would change every contender's transactions: without it RELEASE commits.
@@ -351,6 +353,16 @@ async def bulk_orm_returning_utc(
     # every timestamp written and loaded, which the hand-written model does not.
     model = env.models.repo_model
     return (await session.scalars(insert(model).returning(model), rows)).all()
+
+
+async def bulk_orm_returning_ordered(
+    env: Env, session: AsyncSession, rows: list[dict[str, Any]]
+) -> Any:
+    # The same statement with SQLAlchemy's guarantee that the objects come back in the
+    # order of the rows, as bulk_create() returns them (the statement above makes none).
+    model = env.models.hand
+    stmt = insert(model).returning(model, sort_by_parameter_order=True)
+    return (await session.scalars(stmt, rows)).all()
 
 
 async def bulk_repo(_env: Env, repo: Any, rows: list[dict[str, Any]]) -> Any:
@@ -1006,6 +1018,7 @@ def _operations(env: Env, *, reps: int, heavy_reps: int, quick: bool) -> list[Op
                 "core": bulk_core,
                 "orm": bulk_orm_returning,
                 "orm_utc": bulk_orm_returning_utc,
+                "orm_ordered": bulk_orm_returning_ordered,
                 "sqla_repo": bulk_repo,
             },
             args=lambda _env, rep, _k: [new_rows(env.bulk_rows, f"r{rep}")],

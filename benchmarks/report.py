@@ -76,6 +76,7 @@ LABELS = {
     "orm": "hand-written ORM",
     "orm_guarded": "hand-written ORM, savepoint per write",
     "orm_utc": "hand-written ORM on sqla_repo's model",
+    "orm_ordered": "hand-written ORM, objects in input order",
     "sqla_repo": "sqla_repo",
     "sqla_repo_nosp": "sqla_repo, no savepoints",
     "advanced_alchemy": "advanced-alchemy",
