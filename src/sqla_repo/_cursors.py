@@ -10,23 +10,17 @@ A cursor is URL-safe base64 (no padding) of the bytes
 version (1) | nonce (16) | ciphertext | tag (16)
 ```
 
-The ciphertext is the plaintext XOR a keystream of HMAC-SHA256 blocks
-``HMAC(k_enc, nonce | counter)`` (counter mode with HMAC as the pseudo-random function);
-the tag is ``HMAC(k_mac, version | nonce | ciphertext)`` truncated to 128 bits
-(encrypt-then-MAC). The plaintext is
-
-```text
-issued at (6, milliseconds since the epoch) | sort digest (8) | scope digest (8) | values
-```
-
-where the digests are ``HMAC(k_bind, ...)`` of the sort specification and of the scope,
-and the values are type-tagged JSON. ``k_enc``, ``k_mac`` and ``k_bind`` are derived from
-the secret with HKDF-SHA256 under distinct labels, once per secret.
+The ciphertext is the plaintext XOR a keystream of 64-byte keyed BLAKE2b blocks
+``BLAKE2b(nonce | counter, key=k_enc)`` (counter mode); the tag is the 16-byte
+``BLAKE2b(version | nonce | ciphertext, key=k_mac)`` (encrypt-then-MAC). The plaintext is
+``issued at (6 bytes, ms since the epoch) | sort digest (8) | scope digest (8) | values``,
+where the digests are the 8-byte ``BLAKE2b(..., key=k_bind)`` of the sort specification
+and of the scope, and the values are type-tagged JSON. ``k_enc``, ``k_mac`` and ``k_bind``
+are derived from the secret with HKDF-SHA256 under distinct labels, once per secret.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 import datetime as dt
 import enum
@@ -66,39 +60,53 @@ CURSOR_SECRET_ENV: Final = "SQLA_REPO_CURSOR_SECRET"  # noqa: S105 - a name, not
 """The environment variable read for the cursor secret when none was set in code."""
 
 _MIN_SECRET = 16
-_VERSION = b"\x02"
+_VERSION = b"\x03"
 _NONCE = 16
 _TAG = 16
 _DIGEST = 8
 _STAMP = 6  # milliseconds since the epoch: enough until the year 10889
 _HEADER = _STAMP + 2 * _DIGEST
-_BLOCK = 32  # bytes of keystream per HMAC-SHA256 block
+_START = len(_VERSION) + _NONCE  # where the ciphertext starts
+_BLOCK = 64  # bytes of keystream per BLAKE2b block: one block holds most plaintexts
 # The shortest cursor that can be well formed: the values are at least "[]".
-_MIN_RAW = len(_VERSION) + _NONCE + _HEADER + 2 + _TAG
+_MIN_RAW = _START + _HEADER + 2 + _TAG
 _MAX_BLOCKS = MAX_CURSOR_LENGTH * 3 // 4 // _BLOCK + 1
 _COUNTERS = tuple(i.to_bytes(4, "big") for i in range(_MAX_BLOCKS))
 _DIGEST_CACHE = 1024  # entries
 _CACHED_TEXT = 512  # characters
-_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 _KDF_SALT = b"sqla_repo cursor keys"
 
+# base64url without padding, through binascii: the translation tables, the padding to
+# restore by length modulo 4, and the last characters that spell the bytes the one
+# canonical way (their spare low bits clear; none when the length leaves 1).
+_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_TO_URL = bytes.maketrans(b"+/", b"-_")
+_FROM_URL = bytes.maketrans(b"-_", b"+/")
+_PADDING = (b"", b"", b"==", b"=")
+_LAST = (_ALPHABET, b"", _ALPHABET[::16], _ALPHABET[::4])
+# Bound once: each is one C call per use.
+_blake2b = hashlib.blake2b
+_compare = hmac.compare_digest
+_urandom = os.urandom
+_a2b = binascii.a2b_base64
+_b2a = binascii.b2a_base64
 
-@dataclass(frozen=True, eq=False)
+
+@dataclass(frozen=True, eq=False, slots=True)
 class _Keys:
-    """The keys derived from one secret, with HMAC states keyed once."""
+    """The keys derived from one secret (32 bytes each), with the cache of binding digests."""
 
-    enc: hmac.HMAC
-    mac: hmac.HMAC
-    bind: hmac.HMAC
-    digests: dict[str, bytes] = field(default_factory=dict)
+    enc: bytes = field(repr=False)
+    mac: bytes = field(repr=False)
+    bind: bytes = field(repr=False)
+    digests: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def digest(self, text: str) -> bytes:
         """Return the binding digest of *text* (short texts cached: specs and scopes repeat)."""
         found = self.digests.get(text)
         if found is None:
-            state = self.bind.copy()
-            state.update(text.encode("utf-8", "surrogatepass"))
-            found = state.digest()[:_DIGEST]
+            data = text.encode("utf-8", "surrogatepass")
+            found = _blake2b(data, key=self.bind, digest_size=_DIGEST).digest()
             if len(text) <= _CACHED_TEXT:  # scopes hold client input: bound the memory
                 if len(self.digests) >= _DIGEST_CACHE:
                     self.digests.clear()
@@ -106,27 +114,22 @@ class _Keys:
         return found
 
     def keystream_xor(self, nonce: bytes, data: bytes) -> bytes:
-        """Encrypt or decrypt *data* in counter mode with HMAC-SHA256 as the PRF."""
-        size = len(data)
+        """Encrypt or decrypt *data* in counter mode with keyed BLAKE2b as the PRF."""
+        size, key = len(data), self.enc
         if size <= _BLOCK:  # most cursors: one block
-            stream = self._block(nonce + _COUNTERS[0])
+            stream = _blake2b(nonce + _COUNTERS[0], key=key, digest_size=_BLOCK).digest()
         else:
+            blocks = _COUNTERS[: -(-size // _BLOCK)]
             stream = b"".join(
-                [self._block(nonce + counter) for counter in _COUNTERS[: -(-size // _BLOCK)]]
+                [_blake2b(nonce + n, key=key, digest_size=_BLOCK).digest() for n in blocks]
             )
-        mixed = int.from_bytes(data, "big") ^ int.from_bytes(stream[:size], "big")
-        return mixed.to_bytes(size, "big")
-
-    def _block(self, message: bytes) -> bytes:
-        state = self.enc.copy()
-        state.update(message)
-        return state.digest()
+        # Byte by byte, so the byte order is free: little endian copies the bytes as they are.
+        mixed = int.from_bytes(data, "little") ^ int.from_bytes(stream[:size], "little")
+        return mixed.to_bytes(size, "little")
 
     def tag(self, message: bytes) -> bytes:
         """Return the 128-bit tag of *message*."""
-        state = self.mac.copy()
-        state.update(message)
-        return state.digest()[:_TAG]
+        return _blake2b(message, key=self.mac, digest_size=_TAG).digest()
 
 
 @functools.lru_cache(maxsize=16)
@@ -134,9 +137,8 @@ def _derive(secret: bytes) -> _Keys:
     """Derive the three keys of *secret* with HKDF-SHA256 (RFC 5869), once per secret."""
     prk = hmac.digest(_KDF_SALT, secret, "sha256")
 
-    def expand(label: bytes) -> hmac.HMAC:
-        key = hmac.digest(prk, b"sqla_repo cursor v2 " + label + b"\x01", "sha256")
-        return hmac.new(key, digestmod=hashlib.sha256)
+    def expand(label: bytes) -> bytes:
+        return hmac.digest(prk, b"sqla_repo cursor v3 " + label + b"\x01", "sha256")
 
     return _Keys(enc=expand(b"encryption"), mac=expand(b"authentication"), bind=expand(b"binding"))
 
@@ -199,13 +201,6 @@ def _resolve() -> tuple[_Keys, ...]:
         return _keyring
 
 
-def _keys(secret: bytes | str | None) -> tuple[_Keys, ...]:
-    if secret is not None:
-        return (_derive(_as_key(secret)),)
-    keyring = _keyring
-    return _resolve() if keyring is None else keyring
-
-
 def cursor_secret_is_ephemeral() -> bool:
     """Return whether cursors use a random secret made by this process.
 
@@ -218,7 +213,8 @@ def cursor_secret_is_ephemeral() -> bool:
     Raises:
         ConfigurationError: ``SQLA_REPO_CURSOR_SECRET`` is set but shorter than 16 bytes.
     """
-    _keys(None)
+    if _keyring is None:
+        _resolve()
     return _ephemeral
 
 
@@ -310,9 +306,44 @@ def _decode_value(value: object) -> Any:
 
 # -- The codec ----------------------------------------------------------------------------
 
+_clock = time.time  # a module global, so that tests can move the clock
 
-def _clock() -> float:
-    return time.time()
+# Printable ASCII but '"' and '\': the strings JSON writes as they are, between quotes.
+_is_plain_text = re.compile(r"[ !#-\[\]-~]*").fullmatch
+_AS_IS = frozenset({int, str, bool, type(None)})  # JSON values that are not type-tagged
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def _plain_json(values: Sequence[Any]) -> str | None:
+    """``_dump()`` of *values* if each is an ``int`` or an ASCII ``str`` JSON writes as is.
+
+    Else ``None``: a ``bool``, a subclass or a string JSON escapes takes the general path.
+    """
+    parts = []
+    for value in values:
+        kind = type(value)
+        if kind is int:
+            parts.append(f"{value}")
+        elif kind is str and _is_plain_text(value):
+            parts.append(f'"{value}"')
+        else:
+            return None
+    return f"[{','.join(parts)}]"
+
+
+def _values_of(text: str) -> list[Any]:
+    """The values of a plaintext's JSON; ``ValueError`` or ``TypeError`` if it is malformed."""
+    try:  # json.loads() in fewer steps when the text is one value and nothing else
+        values, end = _raw_decode(text)
+    except ValueError:
+        end = -1
+    if end != len(text):  # leading or trailing space, or an error: the general path
+        values = json.loads(text)
+    if type(values) is not list:
+        raise TypeError
+    if _AS_IS.issuperset(map(type, values)):
+        return values  # no type-tagged value
+    return [_decode_value(value) for value in values]
 
 
 def encode_cursor(
@@ -343,27 +374,31 @@ def encode_cursor(
         InvalidFilterError: A value has an unsupported type, or the cursor would be
             longer than [`MAX_CURSOR_LENGTH`][sqla_repo.pagination.MAX_CURSOR_LENGTH].
     """
-    keys = _keys(secret)[0]
-    text = _dump([_encode_value(value) for value in values])
+    keys = (_keyring or _resolve())[0] if secret is None else _derive(_as_key(secret))
+    if type(values) is not list:  # the fast path below must not use up an iterator
+        values = list(values)
+    text = _plain_json(values)
+    if text is None:
+        text = _dump([_encode_value(value) for value in values])
     issued = int((_clock() if now is None else now) * 1000)
     if not 0 <= issued < 1 << (8 * _STAMP):
         msg = "The cursor issue time is out of range."
         raise ValueError(msg)
-    plain = b"".join(
-        (
-            issued.to_bytes(_STAMP, "big"),
-            keys.digest(spec),
-            keys.digest(scope or ""),
-            text.encode("utf-8", "surrogatepass"),
-        )
+    scope = scope or ""
+    digests = keys.digests
+    plain = (
+        issued.to_bytes(_STAMP, "big")
+        + (digests.get(spec) or keys.digest(spec))
+        + (digests.get(scope) or keys.digest(scope))
+        + text.encode("utf-8", "surrogatepass")
     )
-    if (len(plain) + len(_VERSION) + _NONCE + _TAG) * 4 > MAX_CURSOR_LENGTH * 3:
+    if (len(plain) + _START + _TAG) * 4 > MAX_CURSOR_LENGTH * 3:
         msg = "The sort values are too large to make a cursor; sort on shorter fields."
         raise _cursor_error(message=msg, reason="cursor_too_long")
-    nonce = secrets.token_bytes(_NONCE)
+    nonce = _urandom(_NONCE)
     sealed = _VERSION + nonce + keys.keystream_xor(nonce, plain)
-    raw = sealed + keys.tag(sealed)
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    raw = sealed + _blake2b(sealed, key=keys.mac, digest_size=_TAG).digest()
+    return _b2a(raw, newline=False).translate(_TO_URL, b"=").decode("ascii")
 
 
 def _unwrap(cursor: object) -> bytes:
@@ -372,19 +407,16 @@ def _unwrap(cursor: object) -> bytes:
         raise _cursor_error(
             message="The cursor must be a non-empty string.", reason="malformed_cursor"
         )
-    if len(cursor) > MAX_CURSOR_LENGTH:
+    size = len(cursor)
+    if size > MAX_CURSOR_LENGTH:
         raise _cursor_error(message="The cursor is too long.", reason="cursor_too_long")
-    if not _BASE64URL.fullmatch(cursor):
+    # Only base64url characters, and a last character with its spare bits clear: one
+    # spelling only, so that a changed character is always a refused cursor.
+    data = cursor.encode("ascii", "replace")
+    if data.translate(None, _ALPHABET) or data[-1:] not in _LAST[size % 4]:
         raise _cursor_error(message="The cursor is malformed.", reason="malformed_cursor")
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-    except (binascii.Error, ValueError):
-        raise _cursor_error(message="The cursor is malformed.", reason="malformed_cursor") from None
-    if base64.urlsafe_b64encode(raw).rstrip(b"=") != cursor.encode("ascii"):
-        # Spare bits set in the last character: another spelling of the same bytes. One
-        # spelling only, so that a changed character is always a refused cursor.
-        raise _cursor_error(message="The cursor is malformed.", reason="malformed_cursor")
-    if not raw.startswith(_VERSION):
+    raw = _a2b(data.translate(_FROM_URL) + _PADDING[size % 4])
+    if raw[:1] != _VERSION:
         # Another format version (or not a cursor): it cannot be authenticated.
         msg = "The cursor is invalid or has expired; start again from the first page."
         raise _cursor_error(message=msg, reason="invalid_cursor")
@@ -394,8 +426,6 @@ def _unwrap(cursor: object) -> bytes:
 
 
 def _check_max_age(max_age: object) -> None:
-    if max_age is None:
-        return
     if isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or not max_age > 0:
         msg = "The cursor max_age must be a positive number of seconds, or None."
         raise ConfigurationError(msg)
@@ -436,22 +466,23 @@ def decode_cursor(
             (``cursor_mismatch``), or older than *max_age* (``cursor_expired``).
         ConfigurationError: *max_age* is not a positive number.
     """
-    _check_max_age(max_age)
+    if max_age is not None:
+        _check_max_age(max_age)
     raw = _unwrap(cursor)
     sealed, tag = raw[:-_TAG], raw[-_TAG:]
-    for keys in _keys(secret):
-        if hmac.compare_digest(tag, keys.tag(sealed)):
+    for keys in (_keyring or _resolve()) if secret is None else (_derive(_as_key(secret)),):
+        if _compare(tag, _blake2b(sealed, key=keys.mac, digest_size=_TAG).digest()):
             break
     else:
         msg = "The cursor is invalid or has expired; start again from the first page."
         raise _cursor_error(message=msg, reason="invalid_cursor")
-    start = len(_VERSION) + _NONCE
-    plain = keys.keystream_xor(sealed[len(_VERSION) : start], sealed[start:])
-    if not hmac.compare_digest(plain[_STAMP : _STAMP + _DIGEST], keys.digest(spec)):
+    plain = keys.keystream_xor(sealed[len(_VERSION) : _START], sealed[_START:])
+    digests = keys.digests
+    if not _compare(plain[_STAMP : _STAMP + _DIGEST], digests.get(spec) or keys.digest(spec)):
         msg = "The cursor was made for another sort order; start again from the first page."
         raise _cursor_error(message=msg, reason="cursor_mismatch")
-    if scope is not None and not hmac.compare_digest(
-        plain[_STAMP + _DIGEST : _HEADER], keys.digest(scope)
+    if scope is not None and not _compare(
+        plain[_STAMP + _DIGEST : _HEADER], digests.get(scope) or keys.digest(scope)
     ):
         msg = (
             "The cursor was made for other filters, another listing or another tenant; "
@@ -464,9 +495,6 @@ def decode_cursor(
             msg = "The cursor has expired; start again from the first page."
             raise _cursor_error(message=msg, reason="cursor_expired")
     try:
-        values = json.loads(plain[_HEADER:].decode("utf-8", "surrogatepass"))
-        if not isinstance(values, list):
-            raise TypeError  # noqa: TRY301 - one handler for every malformed shape
-        return [_decode_value(value) for value in values]
+        return _values_of(plain[_HEADER:].decode("utf-8", "surrogatepass"))
     except (ValueError, TypeError, ArithmeticError, RecursionError, struct.error):
         raise _cursor_error(message="The cursor is malformed.", reason="malformed_cursor") from None

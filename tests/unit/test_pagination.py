@@ -67,7 +67,7 @@ def text_of(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def seal(plain: bytes, *, secret: bytes = SECRET, version: bytes = b"\x02") -> str:
+def seal(plain: bytes, *, secret: bytes = SECRET, version: bytes = b"\x03") -> str:
     """Encrypt and authenticate any plaintext as the codec would (a forger holding the key)."""
     keys = _cursors._derive(secret)
     nonce = bytes(16)
@@ -360,16 +360,16 @@ class TestIntegrity:
         assert reason(info) == "invalid_cursor"
 
     def test_other_versions_are_refused(self):
-        """A cursor of the earlier signed-only format, or of an unknown version, is refused."""
+        """A cursor of an earlier format (signed only, 0x02) or of an unknown one is refused."""
         body = b'\x01["0123456789abcdef",[1]]'
         old = text_of(body + hmac.new(SECRET, body, hashlib.sha256).digest()[:16])
         with pytest.raises(InvalidFilterError) as info:
             decode_cursor(old, spec=SPEC, secret=SECRET)
         assert reason(info) == "invalid_cursor"
-        future = seal(header() + b"[1]", version=b"\x03")
-        with pytest.raises(InvalidFilterError) as info:
-            decode_cursor(future, spec=SPEC, secret=SECRET)
-        assert reason(info) == "invalid_cursor"
+        for version in (b"\x02", b"\x04", b"\xff"):
+            with pytest.raises(InvalidFilterError) as info:
+                decode_cursor(seal(header() + b"[1]", version=version), spec=SPEC, secret=SECRET)
+            assert reason(info) == "invalid_cursor"
         assert decode_cursor(seal(header() + b"[1]"), spec=SPEC, secret=SECRET) == [1]
 
     @pytest.mark.parametrize(
@@ -409,9 +409,11 @@ class TestIntegrity:
             ("not base64!", "malformed_cursor"),
             ("abc=", "malformed_cursor"),
             ("a", "malformed_cursor"),
-            ("AgAA", "malformed_cursor"),
+            ("AwAA", "malformed_cursor"),
             ("AQ" + "A" * 40, "invalid_cursor"),
+            ("AgAA", "invalid_cursor"),
             ("Ag" + "A" * 100, "invalid_cursor"),
+            ("Aw" + "A" * 100, "invalid_cursor"),
             ("A" * (MAX_CURSOR_LENGTH + 1), "cursor_too_long"),
             ("A" * MAX_CURSOR_LENGTH, "invalid_cursor"),
             ("' OR 1=1 --", "malformed_cursor"),
@@ -440,8 +442,8 @@ class TestIntegrity:
             st.text(max_size=200),
             st.text(alphabet="".join(sorted(B64_ALPHABET))),
             st.binary(max_size=200).map(lambda b: base64.urlsafe_b64encode(b).decode()),
-            st.binary(max_size=200).map(lambda b: text_of(b"\x02" + b)),
-            st.binary(min_size=60, max_size=200).map(lambda b: text_of(b"\x02" + b)),
+            st.binary(max_size=200).map(lambda b: text_of(b"\x03" + b)),
+            st.binary(min_size=60, max_size=200).map(lambda b: text_of(b"\x03" + b)),
         )
     )
     def test_random_strings_raise_only_invalid_filter_error(self, cursor):
