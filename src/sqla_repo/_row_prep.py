@@ -29,6 +29,7 @@ __all__ = [
     "first_rows",
     "group_indexes",
     "group_rows",
+    "insert_rows",
     "match_folded",
     "merge_by_key",
     "row_dicts",
@@ -48,26 +49,45 @@ def batches(rows: Sequence[dict[str, Any]], size: int | None) -> Iterable[Sequen
     return [rows] if size is None else chunks(rows, size)
 
 
-def row_dicts(
-    info: ModelInfo, rows: Iterable[Any], *, drop_defaulted: bool = False
-) -> list[dict[str, Any]]:
-    """Return column-value dicts for mappings or transient instances of the model.
+def row_dicts(info: ModelInfo, rows: Iterable[Any]) -> list[dict[str, Any]]:
+    """Return column-value dicts for mappings or transient instances of the model."""
+    writable = info.writable_keys
+    return [
+        row.copy() if type(row) is dict and row.keys() <= writable else _row_dict(info, row)
+        for row in rows
+    ]
 
-    With *drop_defaulted*, ``None`` is left out where the column has a default, in the
-    same pass (see [`drop_defaulted_none`][sqla_repo._row_prep.drop_defaulted_none]).
+
+def insert_rows(
+    info: ModelInfo, rows: Iterable[Any]
+) -> tuple[list[dict[str, Any]], list[list[int]]]:
+    """The rows of an ``INSERT`` of many rows, and their positions grouped by key set.
+
+    [`row_dicts()`][sqla_repo._row_prep.row_dicts] then
+    [`drop_defaulted_none()`][sqla_repo._row_prep.drop_defaulted_none] and
+    [`group_indexes()`][sqla_repo._row_prep.group_indexes], in one pass where the rows
+    are plain dicts with the first row's keys, none of them defaulted (the common case):
+    each such row costs one length and one set test, which also proves its keys are the
+    first row's. Any other row takes the general path, and the rows are then grouped.
     """
-    out: list[dict[str, Any]] = []
-    defaulted = info.defaulted_keys if drop_defaulted else frozenset()
-    # A plain dict of writable keys none of which has a default, the common case, is
-    # copied after one set test; anything else takes the general path.
+    defaulted = info.defaulted_keys
     plain = info.writable_keys - defaulted
+    out: list[dict[str, Any]] = []
+    first: frozenset[str] | None = None
+    size = -1
+    uniform = True
     for row in rows:
-        if type(row) is dict and row.keys() <= plain:
-            out.append(row.copy())
-            continue
-        values = _row_dict(info, row)
-        out.append(_without_defaulted_none(values, defaulted) if defaulted else values)
-    return out
+        if type(row) is dict:
+            if len(row) == size and row.keys() <= first:  # type: ignore[operator]
+                out.append(row.copy())
+                continue
+            if first is None and uniform and row.keys() <= plain:
+                first, size = frozenset(row), len(row)
+                out.append(row.copy())
+                continue
+        uniform = False
+        out.append(_without_defaulted_none(_row_dict(info, row), defaulted))
+    return out, ([list(range(len(out)))] if uniform and out else group_indexes(out))
 
 
 def _row_dict(info: ModelInfo, row: Any) -> dict[str, Any]:

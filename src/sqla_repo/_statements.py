@@ -8,6 +8,7 @@ them; a synchronous twin can share them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -266,7 +267,7 @@ class ModelInfo:
         for group in group_rows(rows) if groups is None else groups:
             for key in group[0]:
                 fine = fast.get(key)
-                if fine is None or not fine([row[key] for row in group]):
+                if fine is None or not fine(list(map(itemgetter(key), group))):
                     for row in group:
                         self.check_values(row, keys=keys, sql="none")
                     break

@@ -56,11 +56,10 @@ class BulkWrites(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[Mode
         Raises:
             ConflictError: A row broke a constraint; nothing was inserted.
         """
-        values = _row_prep.row_dicts(self._info, rows, drop_defaulted=True)
+        # Grouped by key set once: the checks and the INSERTs go group by group.
+        values, indexes = _row_prep.insert_rows(self._info, rows)
         if not values:
             return []
-        # Grouped by key set once: the checks and the INSERTs go group by group.
-        indexes = _row_prep.group_indexes(values)
         groups = [values] if len(indexes) == 1 else [[values[i] for i in g] for g in indexes]
         self._info.check_rows(values, groups=groups)
         if self._info.tenant:
@@ -110,10 +109,11 @@ class BulkWrites(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[Mode
         Raises:
             ConflictError: A row broke a constraint; nothing was inserted.
         """
-        values = _row_prep.row_dicts(self._info, rows, drop_defaulted=True)
+        values, indexes = _row_prep.insert_rows(self._info, rows)
         if not values:
             return 0
-        self._info.check_rows(values)
+        groups = [values] if len(indexes) == 1 else [[values[i] for i in g] for g in indexes]
+        self._info.check_rows(values, groups=groups)
         if self._info.tenant:
             for row in values:
                 self._check_tenant_value(row, insert=True)

@@ -12,7 +12,7 @@ from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sqla_repo import IntegerPKMixin, TimestampMixin
-from sqla_repo._row_prep import drop_defaulted_none, group_indexes, group_rows, row_dicts
+from sqla_repo._row_prep import drop_defaulted_none, group_indexes, group_rows, insert_rows, row_dicts
 from sqla_repo._statements import ModelInfo
 from sqla_repo.exceptions import RepositoryError
 
@@ -55,18 +55,21 @@ def reference_groups(rows: list[dict[str, Any]]) -> list[list[int]]:
 
 
 @given(ROWS)
-def test_defaulted_none_dropped_in_the_same_pass(rows: list[dict[str, Any]]) -> None:
-    """One pass gives what the copy and then the drop of defaulted ``None`` give."""
-    expected = drop_defaulted_none(INFO, [dict(row) for row in rows])
-    assert row_dicts(INFO, rows, drop_defaulted=True) == expected
+def test_insert_rows_in_one_pass(rows: list[dict[str, Any]]) -> None:
+    """One pass gives the copies without defaulted ``None`` and their key-set groups."""
+    expected = drop_defaulted_none(INFO, row_dicts(INFO, rows))
+    values, groups = insert_rows(INFO, rows)
+    assert values == expected
+    assert groups == reference_groups(expected)
     assert row_dicts(INFO, rows) == rows
 
 
 @given(ROWS)
 def test_rows_are_copied(rows: list[dict[str, Any]]) -> None:
     """The caller's dicts are never the ones sent (stamping must not change them)."""
-    out = row_dicts(INFO, rows, drop_defaulted=True)
-    assert all(a is not b for a, b in zip(out, rows, strict=True))
+    values, _ = insert_rows(INFO, rows)
+    assert all(a is not b for a, b in zip(values, rows, strict=True))
+    assert all(a is not b for a, b in zip(row_dicts(INFO, rows), rows, strict=True))
 
 
 @given(ROWS)
@@ -79,8 +82,11 @@ def test_grouping_by_key_set(rows: list[dict[str, Any]]) -> None:
 
 def test_unknown_key_refused_after_rows_with_known_keys() -> None:
     """A row with another key set is checked again, not waved through after good rows."""
-    with pytest.raises(RepositoryError):
-        row_dicts(INFO, [{"name": "a"}, {"name": "b"}, {"name": "c", "secret": 1}])
+    for bad in ({"name": "c", "secret": 1}, {"secret": 1}, {"name": "c", "id": 1, "secret": 1}):
+        with pytest.raises(RepositoryError):
+            insert_rows(INFO, [{"name": "a"}, {"name": "b"}, bad])
+        with pytest.raises(RepositoryError):
+            row_dicts(INFO, [{"name": "a"}, {"name": "b"}, bad])
 
 
 def test_instances_and_mappings_mix() -> None:
@@ -89,9 +95,13 @@ def test_instances_and_mappings_mix() -> None:
     class Frozen(dict[str, Any]):
         pass
 
-    rows = [{"name": "a", "id": None}, Item(name="b", note=None), Frozen(name="c", status=None)]
-    assert row_dicts(INFO, rows, drop_defaulted=True) == [
-        {"name": "a"},
-        {"name": "b", "note": None},
-        {"name": "c"},
+    rows = [
+        {"name": "a", "id": None},
+        Item(name="b", note=None),
+        Frozen(name="c", status=None),
+        {"name": "d"},
     ]
+    assert insert_rows(INFO, rows) == (
+        [{"name": "a"}, {"name": "b", "note": None}, {"name": "c"}, {"name": "d"}],
+        [[0, 2, 3], [1]],
+    )
