@@ -8,6 +8,7 @@ statement shapes they share with :mod:`sqla_repo._bulk` are built here too.
 from __future__ import annotations
 
 import inspect
+import secrets
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, insert, select, update
@@ -17,6 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.base import instance_state
 from sqlalchemy.util import await_only
 
+from sqla_repo._coerce import SQL_VALUES
 from sqla_repo._hooks import INCLUDE_DELETED
 from sqla_repo._references import check_rows, tenant_references
 from sqla_repo._statements import ModelInfo, guard_criteria, update_values
@@ -370,25 +372,27 @@ def delete_one(
 def update_one(
     session: Session,
     info: ModelInfo,
-    criterion: ColumnElement[bool],
+    ident: tuple[Any, ...],
     values: Mapping[str, Any],
-    identity: ColumnElement[bool] | None,
+    new_ident: tuple[Any, ...] | None,
     *,
     update_returning: bool,
     include_deleted: bool = False,
 ) -> Any:
-    """[`update_returning()`][sqla_repo._bulk.update_returning] for a single-table class.
+    """[`update_returning()`][sqla_repo._bulk.update_returning] of the row keyed *ident*.
 
     Foreign keys into tenant tables in *values* are checked first. Where the class is
     [`insert_statement_ok`][sqla_repo._statements.ModelInfo] (one table, no polymorphic
     identity) the table's own ``UPDATE … RETURNING`` runs and the row is put into the
     session by hand (:func:`_load_row`), as the ORM statement's ``populate_existing``
-    would; without ``RETURNING`` (MariaDB) the row is read back by its key.
+    would; without ``RETURNING`` (MariaDB) the row is read back by its key, *new_ident*
+    where the key changes.
     """
     if tenant_references(info.mapper):
         check_rows(session, info.mapper, [values])
     changes = update_values(info, values)
     if not (info.insert_statement_ok and _loads_plainly(info)):
+        criterion = table_pk_criterion(info, ident)
         stmt = update_statement(
             info, criterion, changes, include_deleted=include_deleted, returning=update_returning
         )
@@ -396,26 +400,101 @@ def update_one(
             return session.execute(stmt).scalars().unique().one_or_none()
         if not session.execute(stmt).rowcount:  # type: ignore[attr-defined]
             return None
-        reread = reread_statement(info, criterion if identity is None else identity)
+        reread = reread_statement(
+            info, criterion if new_ident is None else table_pk_criterion(info, new_ident)
+        )
         return session.scalars(reread).unique().one_or_none()
     _, keys, renames = _insert_parts(info)
     if renames is not None:
         changes = {renames.get(key, key): value for key, value in changes.items()}
-    returning, plain, read = _update_parts(info)
-    stmt = (
-        (returning if update_returning else plain)
-        .where(criterion, *guard_criteria(info, include_deleted=include_deleted))
-        .values(changes)
-    )
     bind = {"mapper": info.mapper}
-    if update_returning:
-        row = session.execute(stmt, bind_arguments=bind).one_or_none()
+    if (
+        info.tenant
+        or len(ident) > len(_KEY_PARAMS)
+        or any(isinstance(v, SQL_VALUES) for v in values.values())
+    ):
+        # The session hooks check the tenant a statement writes from its values: they
+        # stay in the statement. So do a caller's SQL expressions.
+        returning, plain, read = _update_parts(info)
+        stmt = (
+            (returning if update_returning else plain)
+            .where(
+                table_pk_criterion(info, ident),
+                *guard_criteria(info, include_deleted=include_deleted),
+            )
+            .values(changes)
+        )
+        params: dict[str, Any] | None = None
+        reread = read.where(table_pk_criterion(info, ident if new_ident is None else new_ident))
+        reread_params = None
     else:
-        if not session.execute(stmt, bind_arguments=bind).rowcount:  # type: ignore[attr-defined]
+        # The values as parameters; the SQL update_values() adds (the version) is the
+        # statement's own.
+        columns = tuple(sorted(k for k, v in changes.items() if not isinstance(v, SQL_VALUES)))
+        stmt, reread = _keyed_update(
+            info, columns, update_returning=update_returning, include_deleted=include_deleted
+        )
+        params = {_KEY_PARAMS[i]: value for i, value in enumerate(ident)}
+        params.update({key: changes[key] for key in columns})
+        reread_params = (
+            params
+            if new_ident is None
+            else {_KEY_PARAMS[i]: value for i, value in enumerate(new_ident)}
+        )
+    if update_returning:
+        row = session.execute(stmt, params, bind_arguments=bind).one_or_none()
+    else:
+        if not session.execute(stmt, params, bind_arguments=bind).rowcount:  # type: ignore[attr-defined]
             return None
-        reread = read.where(criterion if identity is None else identity)
-        row = session.execute(reread, bind_arguments=bind).one_or_none()
+        row = session.execute(reread, reread_params, bind_arguments=bind).one_or_none()
     return None if row is None else _load_row(session, info, keys, row, frozenset(changes))
+
+
+# Parameter names of the keyed UPDATE, with a per-process random part: a caller's own
+# bindparam() cannot take one by chance (execution parameters are matched by name).
+_PARAM = f"sqla_repo_w{secrets.token_hex(4)}_"
+_KEY_PARAMS = tuple(f"{_PARAM}k{i}" for i in range(16))
+_KEYED_UPDATES: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+_MAX_KEYED_UPDATES = 1024
+
+
+def _keyed_update(
+    info: ModelInfo, columns: tuple[str, ...], *, update_returning: bool, include_deleted: bool
+) -> tuple[Any, Any]:
+    """The ``UPDATE`` of *columns* by key and the ``SELECT`` reading the row back by key.
+
+    Built once per class, column set and options, with bound parameters for the key
+    (``_KEY_PARAMS``) and the values (named by column): an update
+    by key then builds no SQL expression, and SQLAlchemy finds its compiled form by the
+    statement's own cache key, computed once. Only for classes without a tenant, whose
+    guard predicates hold no per-call value.
+    """
+    found = _KEYED_UPDATES.get((info.model, columns, update_returning, include_deleted))
+    if found is None:
+        returning, plain, read = _update_parts(info)
+        table = info.table
+        by_key = [
+            column == bindparam(_KEY_PARAMS[i], type_=column.type)
+            for i, column in enumerate(info.pk_columns)
+        ]
+        # Named by column, as values given to .values() are: a context-sensitive default
+        # finds them under the column's key in get_current_parameters().
+        values: dict[str, Any] = {
+            name: bindparam(name, type_=table.c[name].type) for name in columns
+        }
+        if info.versioned:
+            version = info.columns["version"]
+            values[version.key] = version + 1
+        stmt = (
+            (returning if update_returning else plain)
+            .where(*by_key, *guard_criteria(info, include_deleted=include_deleted))
+            .values(values)
+        )
+        found = (stmt, read.where(*by_key))
+        if len(_KEYED_UPDATES) >= _MAX_KEYED_UPDATES:
+            _KEYED_UPDATES.clear()
+        _KEYED_UPDATES[info.model, columns, update_returning, include_deleted] = found
+    return found
 
 
 _UPDATE_ONE: dict[type[Any], tuple[Any, Any, Any]] = {}

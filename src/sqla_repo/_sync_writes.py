@@ -234,17 +234,16 @@ class Writes(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[ModelT])
         if not merged:
             return self.get_by_id(obj_or_id, options=options)
         info = self._info
-        # One table: its own key columns keep the table's own UPDATE a Core statement.
-        by_key = pk_criterion if info.joined else _statement_writes.table_pk_criterion
-        identity = None
-        if not info.pk_keys_set.isdisjoint(merged):
-            # The key changes: where the row is read back after the UPDATE (no RETURNING),
-            # it is found by its new key.
-            old = info.identity(obj_or_id)
-            identity = by_key(
-                info, tuple(merged.get(k, v) for k, v in zip(info.pk_keys, old, strict=True))
-            )
+        old = info.identity(obj_or_id)
+        # Where the key changes and the row is read back after the UPDATE (no RETURNING),
+        # it is found by its new key.
+        new = (
+            None
+            if info.pk_keys_set.isdisjoint(merged)
+            else tuple(merged.get(k, v) for k, v in zip(info.pk_keys, old, strict=True))
+        )
         if info.joined:
+            identity = None if new is None else pk_criterion(info, new)
             with self._guard():
                 self._check_references([merged])
                 obj = _sync_bulk.update_returning(
@@ -256,13 +255,14 @@ class Writes(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[ModelT])
                     identity=identity,
                 )
         else:
+            # One table: its own UPDATE, by the table's own key columns (a Core statement).
             update_returning = self._update_returning()
             obj = self._run_statement(
                 _statement_writes.update_one,
                 info,
-                by_key(info, obj_or_id),
+                old,
                 merged,
-                identity,
+                new,
                 update_returning=update_returning,
             )
         if obj is None:
