@@ -38,7 +38,7 @@ from sqla_repo._statement_writes import (
 )
 from sqla_repo._statements import ModelInfo, guard_criteria
 from sqla_repo._upsert import binds_after_values, update_keys, upsert_statement
-from sqla_repo.exceptions import ConflictError
+from sqla_repo.exceptions import ConflictError, RepositoryError
 from sqla_repo.types import utcnow
 
 if TYPE_CHECKING:
@@ -92,12 +92,15 @@ async def insert_returning(
     columns happen to be ``None``. Each batch's objects are appended to *loaded* as they
     arrive, for the caller to forget if the write fails.
     """
-    if len(groups) == 1:
-        out = await _insert_uniform(session, info, groups[0], batch_size, dialect, loaded)
-    else:
-        out = [None] * sum(map(len, groups))
-        for group, positions in zip(groups, indexes, strict=True):
-            objs = await _insert_uniform(session, info, group, batch_size, dialect, loaded)
+    out: list[Any] = [None] * sum(map(len, groups))
+    for group, positions in zip(groups, indexes, strict=True):
+        objs = await _insert_uniform(session, info, group, batch_size, dialect, loaded)
+        if len(objs) != len(group):  # the ORM loaded rows that share an identity as one
+            msg = "rows share their mapped primary key, which the table does not enforce"
+            raise RepositoryError(msg, model=info.model, detail={"reason": "duplicate_identity"})
+        if len(groups) == 1:
+            out = objs
+        else:
             for index, obj in zip(positions, objs, strict=True):
                 out[index] = obj
     await _io.run_sync(session, record_new, out)

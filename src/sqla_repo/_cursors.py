@@ -307,6 +307,7 @@ def _decode_value(value: object) -> Any:
 # -- The codec ----------------------------------------------------------------------------
 
 _clock = time.time  # a module global, so that tests can move the clock
+_TOO_LONG = "The sort values are too large to make a cursor; sort on shorter fields."
 
 # Printable ASCII but '"' and '\': the strings JSON writes as they are, between quotes.
 _is_plain_text = re.compile(r"[ !#-\[\]-~]*").fullmatch
@@ -315,10 +316,7 @@ _raw_decode = json.JSONDecoder().raw_decode
 
 
 def _plain_json(values: Sequence[Any]) -> str | None:
-    """``_dump()`` of *values* if each is an ``int`` or an ASCII ``str`` JSON writes as is.
-
-    Else ``None``: a ``bool``, a subclass or a string JSON escapes takes the general path.
-    """
+    """``_dump(values)`` if each is a plain ``int`` or ASCII ``str`` JSON keeps, else None."""
     parts = []
     for value in values:
         kind = type(value)
@@ -375,11 +373,13 @@ def encode_cursor(
             longer than [`MAX_CURSOR_LENGTH`][sqla_repo.pagination.MAX_CURSOR_LENGTH].
     """
     keys = (_keyring or _resolve())[0] if secret is None else _derive(_as_key(secret))
-    if type(values) is not list:  # the fast path below must not use up an iterator
-        values = list(values)
-    text = _plain_json(values)
-    if text is None:
-        text = _dump([_encode_value(value) for value in values])
+    values = values if type(values) is list else list(values)  # the fast path reads twice
+    try:
+        text = _plain_json(values) or _dump([_encode_value(value) for value in values])
+    except InvalidFilterError:
+        raise
+    except ValueError:  # an int with more digits than str() writes: far too long anyway
+        raise _cursor_error(message=_TOO_LONG, reason="cursor_too_long") from None
     issued = int((_clock() if now is None else now) * 1000)
     if not 0 <= issued < 1 << (8 * _STAMP):
         msg = "The cursor issue time is out of range."
@@ -393,8 +393,7 @@ def encode_cursor(
         + text.encode("utf-8", "surrogatepass")
     )
     if (len(plain) + _START + _TAG) * 4 > MAX_CURSOR_LENGTH * 3:
-        msg = "The sort values are too large to make a cursor; sort on shorter fields."
-        raise _cursor_error(message=msg, reason="cursor_too_long")
+        raise _cursor_error(message=_TOO_LONG, reason="cursor_too_long")
     nonce = _urandom(_NONCE)
     sealed = _VERSION + nonce + keys.keystream_xor(nonce, plain)
     raw = sealed + _blake2b(sealed, key=keys.mac, digest_size=_TAG).digest()

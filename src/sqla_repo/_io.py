@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from sqla_repo._statement_writes import rollback_driver as rollback_driver_sync
+from sqla_repo._driver_savepoints import rollback_driver as rollback_driver_sync
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -7,7 +7,6 @@ statement shapes they share with :mod:`sqla_repo._bulk` are built here too.
 
 from __future__ import annotations
 
-import inspect
 import secrets
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,7 +15,6 @@ from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.base import instance_state
-from sqlalchemy.util import await_only
 
 from sqla_repo._coerce import SQL_VALUES
 from sqla_repo._hooks import INCLUDE_DELETED
@@ -24,24 +22,20 @@ from sqla_repo._references import check_rows, tenant_references
 from sqla_repo._statements import ModelInfo, guard_criteria, update_values
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
-    from sqlalchemy import Connection
     from sqlalchemy.orm import Session
 
 __all__ = [
     "bulk_update_statement",
     "delete_one",
     "delete_statement",
-    "guarded",
     "insert_one",
     "plain_params",
     "reread_statement",
-    "rollback_driver",
     "table_insert",
     "table_params",
     "table_pk_criterion",
-    "transaction_started",
     "update_one",
     "update_statement",
 ]
@@ -113,127 +107,6 @@ def bulk_update_statement(info: ModelInfo, keys: Sequence[str], *, include_delet
         version = info.columns["version"]
         values[version] = version + 1
     return table.update().where(*where).values(values)
-
-
-def transaction_started(driver: Any) -> bool:
-    """Whether the database transaction of *driver* (a driver connection) ran anything yet.
-
-    PostgreSQL aborts its whole transaction on an error, which is why its writes run
-    inside a SAVEPOINT. A write that is the first statement of its transaction has
-    nothing before it to lose: it needs no SAVEPOINT, and on error the driver's
-    transaction is rolled back (:func:`rollback_driver`); the next statement begins a
-    new one, unseen by the ``Session`` and its caller. Writes of several statements
-    use the same rule on every backend, all or nothing. Only the driver knows whether a
-    statement ran (an ``after_begin`` listener's ``SET LOCAL`` included); asyncpg and
-    psycopg (3 and 2) tell, and so do sqlite3 and aiosqlite in their default (legacy)
-    transaction control, which begins a transaction before the first ``INSERT``,
-    ``UPDATE`` or ``DELETE``: reads before it ran outside any transaction. Any other
-    driver or mode counts as started.
-    """
-    is_in_transaction = getattr(driver, "is_in_transaction", None)
-    if callable(is_in_transaction):  # asyncpg
-        return bool(is_in_transaction())
-    if type(driver).__module__.partition(".")[0] in _SQLITE_DRIVERS:
-        implicit = (
-            getattr(driver, "autocommit", _LEGACY_TRANSACTION_CONTROL)
-            == _LEGACY_TRANSACTION_CONTROL
-            and driver.isolation_level is not None
-        )
-        return not implicit or bool(driver.in_transaction)
-    status = getattr(getattr(driver, "info", None), "transaction_status", None)
-    return status != 0  # psycopg 3 and psycopg2: 0 is IDLE, nothing sent since BEGIN
-
-
-_SQLITE_DRIVERS = frozenset({"sqlite3", "aiosqlite"})
-_LEGACY_TRANSACTION_CONTROL = -1  # sqlite3.LEGACY_TRANSACTION_CONTROL (Python 3.12+)
-
-
-def rollback_driver(conn: Connection) -> None:
-    """Roll back the driver's transaction under *conn*, leaving *conn*'s own open.
-
-    Used where :func:`transaction_started` said the failed write was all the
-    transaction held: the ``Connection`` and ``Session`` go on in the same logical
-    transaction, which the driver begins anew at the next statement.
-    """
-    conn.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
-
-
-def transaction_control(conn: Connection, sql: str) -> None:
-    """Send ``SAVEPOINT``, ``RELEASE`` or ``ROLLBACK TO`` on *conn*, by the shortest path.
-
-    Through ``exec_driver_sql()`` a statement costs an execution context, a cursor and a
-    result: on asyncpg and psycopg that is more than the round trip itself. Where no one
-    watches the connection (no SQL echo, no ``before_cursor_execute`` or
-    ``after_cursor_execute`` listener) the statement goes straight to the driver, as
-    ``BEGIN`` and ``COMMIT`` do; otherwise, and for any other driver, through
-    ``exec_driver_sql()``, where listeners and the log see it. A driver error sends it
-    again that way, so the error raised is SQLAlchemy's, with its handling of lost
-    connections.
-    """
-    dispatch = conn.dispatch
-    if (
-        getattr(conn, "_echo", True)
-        or dispatch.before_cursor_execute
-        or dispatch.after_cursor_execute
-    ):
-        conn.exec_driver_sql(sql)
-        return
-    driver = conn.connection.driver_connection
-    execute = getattr(driver, "execute", None)
-    if not callable(execute) or type(driver).__module__.split(".")[0] not in _DIRECT_DRIVERS:
-        conn.exec_driver_sql(sql)
-        return
-    try:
-        sent = execute(sql)
-        if inspect.isawaitable(sent):
-            await_only(sent)
-    except Exception:  # noqa: BLE001 - sent again below, raising SQLAlchemy's error
-        conn.exec_driver_sql(sql)
-
-
-_DIRECT_DRIVERS = frozenset({"asyncpg", "psycopg"})
-"""Drivers whose connection's ``execute(sql)`` runs a statement without parameters."""
-
-
-def guarded(
-    session: Session,
-    info: ModelInfo,
-    savepoint: str | None,
-    work: Callable[..., T],
-    *args: Any,
-    **kwargs: Any,
-) -> T:
-    """Run ``work(session, *args, **kwargs)``, inside ``SAVEPOINT savepoint`` if named.
-
-    The SAVEPOINT is plain SQL on the session's connection, unknown to the ``Session``:
-    only statements may run inside it, never a unit-of-work flush (a ``ROLLBACK TO``
-    would undo rows the ``Session`` believes written). A failed statement changes no
-    ORM state, so rolling back to the SAVEPOINT restores everything. In a transaction
-    that has run nothing yet, the SAVEPOINT is left out (:func:`transaction_started`).
-    Meant to run in one ``run_sync()`` call: the whole write then costs one greenlet
-    switch.
-    """
-    if savepoint is None:
-        return work(session, *args, **kwargs)
-    conn = session.connection(bind_arguments={"mapper": info.mapper})
-    started = transaction_started(conn.connection.driver_connection)
-    if started:
-        transaction_control(conn, f"SAVEPOINT {savepoint}")
-    try:
-        out = work(session, *args, **kwargs)
-    except BaseException:
-        # A lost connection took the transaction with it: its error is the one to see.
-        # On cancellation the rollback may fail too: its error then propagates and
-        # the driver discards the connection.
-        if not conn.invalidated:
-            if started:
-                transaction_control(conn, f"ROLLBACK TO SAVEPOINT {savepoint}")
-            else:
-                rollback_driver(conn)
-        raise
-    if started:
-        transaction_control(conn, f"RELEASE SAVEPOINT {savepoint}")
-    return out
 
 
 _INSERT_ONE: dict[type[Any], tuple[Any, tuple[str, ...], dict[str, str] | None]] = {}

@@ -337,7 +337,7 @@ class ModelInfo:
                 exc.message, model=self.model, detail={"field": key, "reason": exc.reason}
             ) from None
 
-    def check_keys(self, keys: Iterable[str], *, what: str, relationships: bool = False) -> None:
+    def check_keys(self, keys: Iterable[object], *, what: str, relationships: bool = False) -> None:
         """Raise a clear error when *keys* name no writable column of the model.
 
         Relationship names are accepted only where the unit of work applies them
@@ -348,7 +348,8 @@ class ModelInfo:
             msg = f"expected a collection of {what} names, not one string"
             raise RepositoryError(msg, model=self.model)
         allowed = self.writable_keys | (self.relationship_keys if relationships else frozenset())
-        unknown = sorted(set(keys) - allowed)
+        # Keys made by code may be of any type: named by their repr, never a TypeError.
+        unknown = sorted(k if isinstance(k, str) else repr(k) for k in set(keys) - allowed)
         if unknown:
             msg = f"{self.model.__name__} has no writable attribute(s) {', '.join(unknown)}"
             raise RepositoryError(

@@ -16,9 +16,9 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sqla_repo import _bulk, _io
+from sqla_repo._driver_savepoints import guarded, transaction_started
 from sqla_repo._references import check_rows, tenant_references
 from sqla_repo._repo_core import ModelT, RepositoryCore
-from sqla_repo._statement_writes import guarded, transaction_started
 from sqla_repo._translate import translate_errors
 from sqla_repo.routing import use_primary
 
@@ -131,7 +131,7 @@ class Transactions(RepositoryCore[ModelT, AsyncSession]):
         no ORM state (objects it loaded are the write's to forget). *several* writing
         statements (all or nothing) get the plain SAVEPOINT on every backend. A
         transaction that has run nothing yet needs none: on error its driver transaction
-        is rolled back instead (:func:`~sqla_repo._statement_writes.transaction_started`
+        is rolled back instead (:func:`~sqla_repo._driver_savepoints.transaction_started`
         says which drivers tell). A block that *flushes* gets ``atomic()``'s
         ``begin_nested()``: a failed flush outside one ends the session's transaction.
         Pending changes are flushed first, outside it.

@@ -12,7 +12,13 @@ from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sqla_repo import IntegerPKMixin, TimestampMixin
-from sqla_repo._row_prep import drop_defaulted_none, group_indexes, group_rows, insert_rows, row_dicts
+from sqla_repo._row_prep import (
+    drop_defaulted_none,
+    group_indexes,
+    group_rows,
+    insert_rows,
+    row_dicts,
+)
 from sqla_repo._statements import ModelInfo
 from sqla_repo.exceptions import RepositoryError
 
