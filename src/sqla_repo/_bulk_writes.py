@@ -50,10 +50,9 @@ class BulkWrites(_reads.Reads[ModelT], _transactions.Transactions[ModelT]):
             ConflictError: A row broke a constraint; nothing was inserted.
         """
         # Grouped by key set once: the checks and the INSERTs go group by group.
-        values, indexes = _row_prep.insert_rows(self._info, rows)
+        values, groups, indexes = _row_prep.insert_rows(self._info, rows)
         if not values:
             return []
-        groups = [values] if len(indexes) == 1 else [[values[i] for i in g] for g in indexes]
         self._info.check_rows(values, groups=groups)
         if self._info.tenant:
             for row in values:
@@ -102,10 +101,9 @@ class BulkWrites(_reads.Reads[ModelT], _transactions.Transactions[ModelT]):
         Raises:
             ConflictError: A row broke a constraint; nothing was inserted.
         """
-        values, indexes = _row_prep.insert_rows(self._info, rows)
+        values, groups, _ = _row_prep.insert_rows(self._info, rows)
         if not values:
             return 0
-        groups = [values] if len(indexes) == 1 else [[values[i] for i in g] for g in indexes]
         self._info.check_rows(values, groups=groups)
         if self._info.tenant:
             for row in values:

@@ -51,17 +51,13 @@ def batches(rows: Sequence[dict[str, Any]], size: int | None) -> Iterable[Sequen
 
 def row_dicts(info: ModelInfo, rows: Iterable[Any]) -> list[dict[str, Any]]:
     """Return column-value dicts for mappings or transient instances of the model."""
-    writable = info.writable_keys
-    return [
-        row.copy() if type(row) is dict and row.keys() <= writable else _row_dict(info, row)
-        for row in rows
-    ]
+    return [_row_dict(info, row) for row in rows]
 
 
 def insert_rows(
     info: ModelInfo, rows: Iterable[Any]
-) -> tuple[list[dict[str, Any]], list[list[int]]]:
-    """The rows of an ``INSERT`` of many rows, and their positions grouped by key set.
+) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]], list[list[int]]]:
+    """The rows of an ``INSERT`` of many rows, grouped by key set, and the groups' positions.
 
     [`row_dicts()`][sqla_repo._row_prep.row_dicts] then
     [`drop_defaulted_none()`][sqla_repo._row_prep.drop_defaulted_none] and
@@ -87,7 +83,10 @@ def insert_rows(
                 continue
         uniform = False
         out.append(_without_defaulted_none(_row_dict(info, row), defaulted))
-    return out, ([list(range(len(out)))] if uniform and out else group_indexes(out))
+    if uniform:
+        return out, [out] if out else [], [list(range(len(out)))] if out else []
+    indexes = group_indexes(out)
+    return out, [[out[i] for i in group] for group in indexes], indexes
 
 
 def _row_dict(info: ModelInfo, row: Any) -> dict[str, Any]:

@@ -57,10 +57,9 @@ class BulkWrites(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[Mode
             ConflictError: A row broke a constraint; nothing was inserted.
         """
         # Grouped by key set once: the checks and the INSERTs go group by group.
-        values, indexes = _row_prep.insert_rows(self._info, rows)
+        values, groups, indexes = _row_prep.insert_rows(self._info, rows)
         if not values:
             return []
-        groups = [values] if len(indexes) == 1 else [[values[i] for i in g] for g in indexes]
         self._info.check_rows(values, groups=groups)
         if self._info.tenant:
             for row in values:
@@ -109,10 +108,9 @@ class BulkWrites(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[Mode
         Raises:
             ConflictError: A row broke a constraint; nothing was inserted.
         """
-        values, indexes = _row_prep.insert_rows(self._info, rows)
+        values, groups, _ = _row_prep.insert_rows(self._info, rows)
         if not values:
             return 0
-        groups = [values] if len(indexes) == 1 else [[values[i] for i in g] for g in indexes]
         self._info.check_rows(values, groups=groups)
         if self._info.tenant:
             for row in values:

@@ -249,7 +249,7 @@ class Writes(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[ModelT])
                 obj = _sync_bulk.update_returning(
                     self.session,
                     info,
-                    pk_criterion(info, obj_or_id),
+                    pk_criterion(info, old),
                     update_values(info, merged),
                     update_returning=self._update_returning(),
                     identity=identity,

@@ -241,7 +241,7 @@ class Writes(_reads.Reads[ModelT], _transactions.Transactions[ModelT]):
                 obj = await _bulk.update_returning(
                     self.session,
                     info,
-                    pk_criterion(info, obj_or_id),
+                    pk_criterion(info, old),
                     update_values(info, merged),
                     update_returning=await self._update_returning(),
                     identity=identity,

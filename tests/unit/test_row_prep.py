@@ -64,16 +64,17 @@ def reference_groups(rows: list[dict[str, Any]]) -> list[list[int]]:
 def test_insert_rows_in_one_pass(rows: list[dict[str, Any]]) -> None:
     """One pass gives the copies without defaulted ``None`` and their key-set groups."""
     expected = drop_defaulted_none(INFO, row_dicts(INFO, rows))
-    values, groups = insert_rows(INFO, rows)
+    values, groups, indexes = insert_rows(INFO, rows)
     assert values == expected
-    assert groups == reference_groups(expected)
+    assert indexes == reference_groups(expected)
+    assert groups == [[expected[i] for i in group] for group in indexes]
     assert row_dicts(INFO, rows) == rows
 
 
 @given(ROWS)
 def test_rows_are_copied(rows: list[dict[str, Any]]) -> None:
     """The caller's dicts are never the ones sent (stamping must not change them)."""
-    values, _ = insert_rows(INFO, rows)
+    values, _, _ = insert_rows(INFO, rows)
     assert all(a is not b for a, b in zip(values, rows, strict=True))
     assert all(a is not b for a, b in zip(row_dicts(INFO, rows), rows, strict=True))
 
@@ -107,7 +108,7 @@ def test_instances_and_mappings_mix() -> None:
         Frozen(name="c", status=None),
         {"name": "d"},
     ]
-    assert insert_rows(INFO, rows) == (
-        [{"name": "a"}, {"name": "b", "note": None}, {"name": "c"}, {"name": "d"}],
-        [[0, 2, 3], [1]],
-    )
+    values, groups, indexes = insert_rows(INFO, rows)
+    assert values == [{"name": "a"}, {"name": "b", "note": None}, {"name": "c"}, {"name": "d"}]
+    assert indexes == [[0, 2, 3], [1]]
+    assert groups == [[values[0], values[2], values[3]], [values[1]]]
