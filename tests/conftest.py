@@ -10,12 +10,17 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
+from hypothesis import settings
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import backends
 import flavours
 from models import METADATAS
+
+# A wall-clock deadline fails a property on a loaded machine, not on a wrong result.
+settings.register_profile("sqla_repo", deadline=None)
+settings.load_profile("sqla_repo")
 
 pytest_plugins = ["sqla_repo.testing"]
 """sqla_repo's own pytest plugin; tests/plugin/test_fixtures.py uses its fixtures."""

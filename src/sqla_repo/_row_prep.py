@@ -8,6 +8,7 @@ statement: :mod:`sqla_repo._bulk` and its generated twin execute what this prepa
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -15,8 +16,12 @@ from sqlalchemy import inspect as sa_inspect
 
 from sqla_repo.context import tenant_scope
 from sqla_repo.exceptions import RepositoryError
+from sqla_repo.mixins.timestamps import same_as_created_at
+from sqla_repo.types import utcnow
 
 if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement
+
     from sqla_repo._statements import ModelInfo
 
 RowT = TypeVar("RowT", bound=Mapping[str, Any])
@@ -33,6 +38,8 @@ __all__ = [
     "match_folded",
     "merge_by_key",
     "row_dicts",
+    "stamp_write_time",
+    "write_time_keys",
 ]
 
 
@@ -87,6 +94,66 @@ def insert_rows(
         return out, [out] if out else [], [list(range(len(out)))] if out else []
     indexes = group_indexes(out)
     return out, [[out[i] for i in group] for group in indexes], indexes
+
+
+WriteTimes = tuple[tuple[str, str | None], ...]
+"""``(key, source)`` pairs of :func:`write_time_keys`."""
+
+
+def write_time_keys(columns: Mapping[str, ColumnElement[Any]]) -> WriteTimes:
+    """The columns whose default is the time of the write, for :func:`stamp_write_time`.
+
+    Each is ``(key, source)``: *source* ``None`` for a column whose default is
+    [`utcnow()`][sqla_repo.types.utcnow] (``created_at``), ``"created_at"`` for
+    ``TimestampMixin``'s ``updated_at``, whose default repeats the row's ``created_at``.
+    The ``utcnow`` columns come first: a follower reads their stamp.
+    """
+    now: list[tuple[str, str | None]] = []
+    followers: list[tuple[str, str | None]] = []
+    for key, column in columns.items():
+        default = getattr(column, "default", None)
+        if default is None or not default.is_callable:
+            continue
+        fn = getattr(default, "arg", None)
+        fn = getattr(fn, "__wrapped__", fn)  # SQLAlchemy wraps a function without context
+        if fn is utcnow:
+            now.append((key, None))
+        elif fn is same_as_created_at and "created_at" in columns:
+            followers.append((key, "created_at"))
+    return (*now, *followers)
+
+
+def stamp_write_time(info: ModelInfo, groups: Iterable[Sequence[dict[str, Any]]]) -> None:
+    """Give the rows' write-time columns one instant, the time of this write.
+
+    SQLAlchemy calls a column's Python default once per row: for ``created_at`` and
+    ``updated_at`` that is two Python calls a row, one of them reading the row's
+    parameters back. A write of many rows stamps them itself, as the defaults would
+    (``utcnow()``, and ``updated_at`` equal to the row's ``created_at``), with one
+    instant for every row of the call, as a transaction's ``now()`` is one instant.
+    Values given win. The rows of a group share their keys (*groups* as
+    [`insert_rows()`][sqla_repo._row_prep.insert_rows] returns them), so which columns
+    a group lacks is read from its first row.
+    """
+    write_times = info.write_times
+    if not write_times:
+        return
+    now = utcnow()
+    for group in groups:
+        if not group:
+            continue
+        missing = [(key, source) for key, source in write_times if key not in group[0]]
+        if not missing:
+            continue
+        if all(source is None or source not in group[0] for _, source in missing):
+            stamp = dict.fromkeys((key for key, _ in missing), now)
+            for row in group:
+                row.update(stamp)
+            continue
+        for row in group:  # a follower of a value given: each row's own
+            for key, source in missing:
+                given = row.get(source) if source is not None else None
+                row[key] = given if isinstance(given, dt.datetime) else now
 
 
 def _row_dict(info: ModelInfo, row: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from sqlalchemy.orm.base import instance_state
 
 from sqla_repo._coerce import SQL_VALUES
 from sqla_repo._hooks import INCLUDE_DELETED
+from sqla_repo._new_objects import record_new
 from sqla_repo._references import check_rows, tenant_references
 from sqla_repo._statements import ModelInfo, guard_criteria, update_values
 
@@ -213,22 +214,6 @@ def _attach(session: Session, obj: Any) -> None:
             raise
         session.expunge(stale)
         session.add(obj)
-
-
-def record_new(session: Session, objs: Iterable[Any]) -> None:
-    """Let a rollback take away the objects a statement inserted, as it does flushed ones.
-
-    A flush records the objects it inserts in the session's current transaction, whose
-    rollback (a SAVEPOINT's included) expunges them. Objects loaded from an
-    ``INSERT … RETURNING`` are not recorded: after a rollback they would stay in the
-    identity map, ghosts of rows that no longer exist, returned by ``get()`` without a
-    query. SQLAlchemy has no public call for this; the flush's own bookkeeping is used.
-    """
-    transaction = session._transaction  # noqa: SLF001
-    if transaction is None:
-        return
-    # One update() of the weak mapping: a loop of item assignments costs twice as much.
-    transaction._new.update(dict.fromkeys(map(instance_state, objs), True))  # noqa: SLF001
 
 
 def delete_one(

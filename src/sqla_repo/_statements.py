@@ -33,7 +33,7 @@ from sqla_repo._coerce import (
     value_checker,
     value_fast_check,
 )
-from sqla_repo._row_prep import group_rows
+from sqla_repo._row_prep import group_rows, write_time_keys
 from sqla_repo._sql import is_query_expression
 from sqla_repo.context import tenant_scope
 from sqla_repo.exceptions import (
@@ -87,6 +87,7 @@ class ModelInfo:
         "tenant",
         "versioned",
         "writable_keys",
+        "write_times",
     )
 
     def __init__(self, model: type[Any]) -> None:
@@ -125,6 +126,7 @@ class ModelInfo:
                 or column is getattr(column.table, "autoincrement_column", None)
             )
         )
+        self.write_times = write_time_keys(self.columns)
         self.relationship_keys = frozenset(r.key for r in mapper.relationships)
         # Relationships the mapper loads with the row (``lazy="joined"``/``"selectin"``…):
         # a returned object must have them loaded, or touching one needs lazy IO.

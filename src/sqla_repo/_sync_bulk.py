@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, lazyload
 
 from sqla_repo import _sync_io, _sync_joined
 from sqla_repo._hooks import INCLUDE_DELETED
+from sqla_repo._new_objects import record_new
 from sqla_repo._row_prep import (
     batches,
     chunks,
@@ -32,7 +33,6 @@ from sqla_repo._statement_writes import (
     bulk_update_statement,
     delete_statement,
     plain_params,
-    record_new,
     reread_statement,
     table_insert,
     table_params,

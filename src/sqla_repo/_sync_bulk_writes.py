@@ -51,7 +51,9 @@ class BulkWrites(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[Mode
         use as ``create()``'s are (eager relationships and *options* loaded, with one more
         ``SELECT`` per 500 rows when there is something to load). A ``None`` value
         behaves as in ``create()``: a column with a default (Python, server-side or an
-        autoincrement key) gets the default.
+        autoincrement key) gets the default. ``created_at`` and ``updated_at`` (any column
+        whose default is [`utcnow()`][sqla_repo.types.utcnow]) get one instant for all
+        the rows of the call, the time of the write.
 
         Raises:
             ConflictError: A row broke a constraint; nothing was inserted.
@@ -64,6 +66,7 @@ class BulkWrites(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[Mode
         if self._info.tenant:
             for row in values:
                 self._check_tenant_value(row, insert=True)
+        _row_prep.stamp_write_time(self._info, groups)
         # Without INSERT … RETURNING the unit of work inserts the rows (a flush).
         flushes = not self._inserts_returning()
         loaded: builtins.list[Any] = []
@@ -115,6 +118,7 @@ class BulkWrites(_sync_reads.Reads[ModelT], _sync_transactions.Transactions[Mode
         if self._info.tenant:
             for row in values:
                 self._check_tenant_value(row, insert=True)
+        _row_prep.stamp_write_time(self._info, groups)
         # Without RETURNING the driver may run the rows one by one (executemany): only a
         # single row is atomic by itself.
         with self._guard(several=len(values) > 1):

@@ -195,7 +195,16 @@ def _bind_processor(
     *sqlite_text* the dialect's storage format is SQLAlchemy's default one.
     """
     datetime = dt.datetime
-    if dialect.name == "postgresql" and inner is None:
+    if inner is None and (
+        dialect.name == "postgresql"
+        or (
+            dialect.name in {"mysql", "mariadb"}
+            and getattr(dialect, "driver", None) in _WALL_TIME_DRIVERS
+        )
+    ):
+        # asyncpg and psycopg bind an aware value as it is; PyMySQL, aiomysql and
+        # asyncmy write a datetime's wall time and ignore its zone, which for an aware
+        # UTC value is the naive UTC time DATETIME holds.
 
         def process_aware(value: Any) -> Any:
             if value.__class__ is datetime and value.tzinfo is UTC:
@@ -219,6 +228,10 @@ def _bind_processor(
         return other_inner(slow(value, dialect))
 
     return process
+
+
+_WALL_TIME_DRIVERS = frozenset({"pymysql", "aiomysql", "asyncmy"})
+"""MySQL drivers that render a ``datetime`` parameter from its fields, zone ignored."""
 
 
 def _sqlite_text_bind(

@@ -18,6 +18,7 @@ from sqla_repo._row_prep import (
     group_rows,
     insert_rows,
     row_dicts,
+    stamp_write_time,
 )
 from sqla_repo._statements import ModelInfo
 from sqla_repo.exceptions import RepositoryError
@@ -112,3 +113,40 @@ def test_instances_and_mappings_mix() -> None:
     assert values == [{"name": "a"}, {"name": "b", "note": None}, {"name": "c"}, {"name": "d"}]
     assert indexes == [[0, 2, 3], [1]]
     assert groups == [[values[0], values[2], values[3]], [values[1]]]
+
+
+def test_write_time_columns_of_the_timestamp_mixin() -> None:
+    assert INFO.write_times == (("created_at", None), ("updated_at", "created_at"))
+    assert ModelInfo(Parent).write_times == ()
+
+
+@given(ROWS)
+def test_stamp_write_time_as_the_defaults_would(rows: list[dict[str, Any]]) -> None:
+    """Each row gets what the column defaults would give it, with one instant for all.
+
+    ``created_at`` absent (or ``None``): the write's instant; ``updated_at`` absent: the
+    row's own ``created_at`` where that is a datetime, else the write's instant. Values
+    given, and every other column, are left as they are.
+    """
+    values, groups, _ = insert_rows(INFO, rows)
+    given_rows = [dict(row) for row in values]
+    before = dt.datetime.now(dt.UTC)
+    stamp_write_time(INFO, groups)
+    after = dt.datetime.now(dt.UTC)
+    instants = set()
+    for given_row, row in zip(given_rows, values, strict=True):
+        assert {k: v for k, v in row.items() if k in given_row} == given_row
+        if "created_at" in given_row:
+            created = given_row["created_at"]
+        else:
+            created = row["created_at"]
+            instants.add(created)
+        if "updated_at" not in given_row:
+            expected = created if isinstance(created, dt.datetime) else None
+            if expected is None:
+                instants.add(row["updated_at"])
+            else:
+                assert row["updated_at"] is expected
+        assert row.keys() == given_row.keys() | {"created_at", "updated_at"}
+    assert len(instants) <= 1
+    assert all(before <= instant <= after for instant in instants)

@@ -12,9 +12,13 @@ from sqla_repo.types import UTCDateTime, utcnow
 __all__ = ["TimestampMixin"]
 
 
-def _same_as_created_at(context: Any) -> dt.datetime:
-    # One instant for both columns of a new row: created_at's default ran first
-    # (column order), so its value is already among the row's parameters.
+def same_as_created_at(context: Any) -> dt.datetime:
+    """``updated_at``'s default: the row's ``created_at``, one instant for both columns.
+
+    ``created_at``'s default ran first (column order), so its value is already among
+    the row's parameters. Writes of many rows stamp both columns themselves
+    ([`stamp_write_time()`][sqla_repo._row_prep.stamp_write_time]) by the same rule.
+    """
     created = context.get_current_parameters().get("created_at")
     return created if isinstance(created, dt.datetime) else utcnow()
 
@@ -35,7 +39,7 @@ class TimestampMixin:
 
     updated_at: Mapped[dt.datetime] = mapped_column(
         UTCDateTime(),
-        default=_same_as_created_at,
+        default=same_as_created_at,
         onupdate=utcnow,
         nullable=False,
         sort_order=101,
