@@ -888,7 +888,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--stream-rows", type=int, help="rows streamed (default 1,000,000; 0 skips)"
     )
     parser.add_argument("--reps", type=int, help="timed samples per contender (default 31)")
-    parser.add_argument("--heavy-reps", type=int, help="samples for bulk operations (default 15)")
+    parser.add_argument("--heavy-reps", type=int, help="samples for bulk operations (default 31)")
     parser.add_argument("--ops", default="", help="comma-separated operation names (default: all)")
     parser.add_argument(
         "--contenders", default=",".join(ops.CONTENDERS), help="comma-separated contenders"
@@ -922,7 +922,7 @@ def params_for(args: argparse.Namespace) -> dict[str, Any]:
         "upsert_rows": 200 if quick else 1_000,
         "stream_rows": 5_000 if quick else 1_000_000,
         "reps": 3 if quick else 31,
-        "heavy_reps": 3 if quick else 15,
+        "heavy_reps": 3 if quick else 31,
         "count_per_sample": 2 if quick else 5,
         "import_runs": 1 if quick else 21,
     }

@@ -1,8 +1,9 @@
-"""A rollback takes bulk_create()'s objects away, batches as large as single rows.
+"""A rollback takes the objects of statement writes away, as it takes flushed ones.
 
-From ``_new_objects.BATCH`` objects on, a write's objects are recorded as one batch,
-moved into SQLAlchemy's own bookkeeping only when a rollback comes: every way a
-transaction or SAVEPOINT ends must treat them as it treats flushed objects.
+A write's objects are recorded as one entry of weak references, moved into SQLAlchemy's
+own bookkeeping only when a rollback comes (``sqla_repo._new_objects``): every way a
+transaction or SAVEPOINT ends must treat them as it treats flushed objects, whatever
+the number of rows.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from flavours import make_repo
 from models import Post
 from repositories import PostRepository
 from sqla_repo import ConflictError, _new_objects
-from sqla_repo._new_objects import BATCH
 
 pytestmark = pytest.mark.usefixtures("flavour")
 
-SIZES = pytest.mark.parametrize("size", [3, BATCH], ids=["few", "batch"])
+SIZES = pytest.mark.parametrize("size", [1, 3, 100], ids=["one", "few", "many"])
+MANY = 100
 
 
 def _rows(prefix: str, size: int) -> list[dict[str, str]]:
@@ -117,23 +118,39 @@ async def test_failed_write_after_a_batch(session: AsyncSession, size: int) -> N
 
 async def test_freed_objects_before_the_rollback(session: AsyncSession) -> None:
     repo = make_repo(PostRepository, session)
-    await repo.bulk_create(_rows("f", BATCH))
+    await repo.bulk_create(_rows("f", MANY))
     gc.collect()
-    kept = await repo.bulk_create(_rows("k", BATCH))
+    kept = await repo.bulk_create(_rows("k", MANY))
     await session.rollback()
     assert not any(_persistent(kept))
     assert await session.scalar(select(func.count()).select_from(Post)) == 0
 
 
 @pytest.mark.parametrize("end", ["commit", "rollback", "close"])
-async def test_batches_are_forgotten_when_the_transaction_ends(
+async def test_records_are_forgotten_when_the_transaction_ends(
     sessionmaker: async_sessionmaker[AsyncSession], end: str
 ) -> None:
-    """The weak references of a batch live as long as its transaction, not the session's."""
+    """The weak references of a write live as long as its transaction, not the session's."""
     async with sessionmaker() as session:
         repo = make_repo(PostRepository, session)
-        await repo.bulk_create(_rows("b", BATCH))
-        batches = _new_objects._BATCHES[session.sync_session]
-        assert len(batches.entries) == 1
+        await repo.bulk_create(_rows("b", MANY))
+        await repo.create({"title": "one"})
+        assert len(_new_objects._ENTRIES[session.sync_session].entries) == 2
         await getattr(session, end)()
-        assert batches.entries == []
+        assert session.sync_session not in _new_objects._ENTRIES
+
+
+async def test_records_of_a_long_transaction_stay_bounded(session: AsyncSession) -> None:
+    """Objects written and dropped in one long transaction leave no weak reference each.
+
+    An import that calls ``bulk_create()`` chunk after chunk and drops each chunk's
+    objects holds memory for what is alive, not for every row the transaction inserted.
+    """
+    repo = make_repo(PostRepository, session)
+    for chunk in range(60):
+        await repo.bulk_create(_rows(f"c{chunk}-", 64))
+    gc.collect()
+    entries = _new_objects._ENTRIES[session.sync_session]
+    held = sum(len(refs) for _, refs in entries.entries)
+    assert held <= 2 * _new_objects._COMPACT_FROM
+    assert entries.count == held
