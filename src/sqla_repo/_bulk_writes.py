@@ -51,15 +51,9 @@ class BulkWrites(_reads.Reads[ModelT], _transactions.Transactions[ModelT]):
         Raises:
             ConflictError: A row broke a constraint; nothing was inserted.
         """
-        # Grouped by key set once: the checks and the INSERTs go group by group.
-        values, groups, indexes = _row_prep.insert_rows(self._info, rows)
+        values, groups, indexes = self._insert_values(rows)
         if not values:
             return []
-        self._info.check_rows(values, groups=groups)
-        if self._info.tenant:
-            for row in values:
-                self._check_tenant_value(row, insert=True)
-        _row_prep.stamp_write_time(self._info, groups)
         # Without INSERT … RETURNING the unit of work inserts the rows (a flush).
         flushes = not await self._inserts_returning()
         loaded: builtins.list[Any] = []
@@ -104,19 +98,35 @@ class BulkWrites(_reads.Reads[ModelT], _transactions.Transactions[ModelT]):
         Raises:
             ConflictError: A row broke a constraint; nothing was inserted.
         """
-        values, groups, _ = _row_prep.insert_rows(self._info, rows)
+        values, _, _ = self._insert_values(rows)
         if not values:
             return 0
-        self._info.check_rows(values, groups=groups)
-        if self._info.tenant:
-            for row in values:
-                self._check_tenant_value(row, insert=True)
-        _row_prep.stamp_write_time(self._info, groups)
         # Without RETURNING the driver may run the rows one by one (executemany): only a
         # single row is atomic by itself.
         async with self._guard(several=len(values) > 1):
             await self._check_references(values)
             return await _bulk.insert_many(self.session, self._info, values, batch_size=batch_size)
+
+    def _insert_values(
+        self, rows: Iterable[ModelT | Mapping[str, Any]]
+    ) -> tuple[
+        builtins.list[dict[str, Any]],
+        builtins.list[builtins.list[dict[str, Any]]],
+        builtins.list[builtins.list[int]],
+    ]:
+        """The rows of an ``INSERT`` of many rows: copied, grouped, checked and stamped.
+
+        Returns the rows, the rows grouped by key set (the checks and the statements go
+        group by group) and the groups' input positions. The write-time columns are
+        stamped after the value checks: the stamp is the repository's own value.
+        """
+        values, groups, indexes = _row_prep.insert_rows(self._info, rows)
+        self._info.check_rows(values, groups=groups)
+        if self._info.tenant:
+            for row in values:
+                self._check_tenant_value(row, insert=True)
+        _row_prep.stamp_write_time(self._info, groups)
+        return values, groups, indexes
 
     async def bulk_update(
         self, rows: Iterable[Mapping[str, Any]], *, include_deleted: bool = False
